@@ -1,0 +1,270 @@
+//! The implementer's API: what a storage engine provides, in raw bytes.
+//!
+//! Users talk to [`crate::Kv`]; backends implement [`Backend`]. Keys here are
+//! already encoded, limits already enforced by the caller, and versionstamps
+//! are assigned by the backend.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::{KvValue, Result, Versionstamp};
+
+/// First byte of the reserved system key space. User keys encode with a tag
+/// byte between `0x01` and `0x27`, so no user key, selector or list can reach
+/// keys that start with this byte. Queue and cron state live there, each
+/// layer under its own sub-prefix.
+pub const SYSTEM_PREFIX: u8 = 0xff;
+
+/// Whether `key` is in the reserved system key space.
+pub fn is_system_key(key: &[u8]) -> bool {
+    key.first() == Some(&SYSTEM_PREFIX)
+}
+
+/// One half-open byte range `[start, end)` of a snapshot read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadRange {
+    /// Inclusive lower bound.
+    pub start: Vec<u8>,
+    /// Exclusive upper bound.
+    pub end: Vec<u8>,
+    /// At most this many entries (at least 1).
+    pub limit: u32,
+    /// Scan from `end` downwards. The bounds keep their meaning.
+    pub reverse: bool,
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Consistency {
+    /// Sees every commit acknowledged before the read began (linearizable).
+    #[default]
+    Strong,
+    /// May be served by a replica and miss recent commits.
+    Eventual,
+}
+
+/// A stored entry with its encoded key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawEntry {
+    /// The encoded key.
+    pub key: Vec<u8>,
+    /// The value.
+    pub value: KvValue,
+    /// The versionstamp of the commit that last wrote the key.
+    pub versionstamp: Versionstamp,
+}
+
+/// An optimistic-concurrency condition of a commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// The encoded key.
+    pub key: Vec<u8>,
+    /// `None`: the key must not exist. `Some(v)`: it must exist with exactly
+    /// versionstamp `v`.
+    pub versionstamp: Option<Versionstamp>,
+}
+
+/// A change to one key, applied in order within a commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mutation {
+    /// The encoded key. For [`MutationKind::SetSuffixVersionstampedKey`] the
+    /// prefix to which the versionstamp part is appended.
+    pub key: Vec<u8>,
+    /// What to do.
+    pub kind: MutationKind,
+}
+
+/// The kinds of [`Mutation`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MutationKind {
+    /// Write `value`, replacing value, versionstamp and expiry.
+    Set {
+        /// The value.
+        value: KvValue,
+        /// Absolute expiry in Unix milliseconds; `None` never expires.
+        expire_at_ms: Option<u64>,
+    },
+    /// Remove the key (a no-op when absent).
+    Delete,
+    /// Add `value`: `U64` wraps modulo 2^64; a V8 number or bigint operand
+    /// sums V8 numbers or bigints, optionally bounded by V8-encoded `min` /
+    /// `max` (`clamp` clamps instead of failing). Clears any expiry.
+    Sum {
+        /// The operand.
+        value: KvValue,
+        /// V8-encoded lower bound, if any.
+        min: Option<Vec<u8>>,
+        /// V8-encoded upper bound, if any.
+        max: Option<Vec<u8>>,
+        /// Clamp to the bounds instead of failing.
+        clamp: bool,
+    },
+    /// Keep the smaller `U64`. Clears any expiry.
+    Min(KvValue),
+    /// Keep the larger `U64`. Clears any expiry.
+    Max(KvValue),
+    /// Write `value` at `key ++ 02 ++ <20 hex chars of the commit's
+    /// versionstamp> ++ 00`.
+    SetSuffixVersionstampedKey {
+        /// The value.
+        value: KvValue,
+        /// Absolute expiry in Unix milliseconds; `None` never expires.
+        expire_at_ms: Option<u64>,
+    },
+}
+
+/// A queue message carried by a commit (see the kv-queue crate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Enqueue {
+    /// V8-encoded payload.
+    pub payload: Vec<u8>,
+    /// When the message becomes ready, Unix milliseconds.
+    pub deadline_ms: u64,
+    /// Encoded keys that receive the payload if delivery finally fails.
+    pub keys_if_undelivered: Vec<Vec<u8>>,
+    /// Retry delays in ms; `None` means the default schedule.
+    pub backoff_schedule: Option<Vec<u32>>,
+}
+
+/// One atomic commit: all checks hold and every mutation applies, or nothing
+/// changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AtomicWrite {
+    /// Conditions evaluated against the state before the commit.
+    pub checks: Vec<Check>,
+    /// Changes, applied in order; each sees the effect of the previous ones.
+    pub mutations: Vec<Mutation>,
+    /// Queue messages. Storage backends do not store these themselves: the
+    /// queue layer turns them into mutations under [`SYSTEM_PREFIX`] before
+    /// the write reaches storage, and a storage backend that still receives
+    /// one returns [`crate::Error::Unsupported`]. A remote backend forwards
+    /// them to its server.
+    pub enqueues: Vec<Enqueue>,
+}
+
+/// The result of a commit that was well-formed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Applied; every written key now carries `versionstamp`.
+    Committed {
+        /// The commit's versionstamp.
+        versionstamp: Versionstamp,
+    },
+    /// A check did not hold; nothing was written and no versionstamp used.
+    CheckFailed,
+}
+
+impl CommitOutcome {
+    /// The versionstamp if the commit applied.
+    pub fn versionstamp(&self) -> Option<Versionstamp> {
+        match self {
+            CommitOutcome::Committed { versionstamp } => Some(*versionstamp),
+            CommitOutcome::CheckFailed => None,
+        }
+    }
+
+    /// Whether the commit applied.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, CommitOutcome::Committed { .. })
+    }
+}
+
+/// A stream of watch snapshots: one `Option<RawEntry>` per watched key, in
+/// the order the keys were given (`None` = absent).
+pub type WatchStream = BoxStream<'static, Result<Vec<Option<RawEntry>>>>;
+
+/// A storage engine for Deno KV data.
+///
+/// # Contract
+///
+/// - **Keys** are compared as unsigned bytes, a proper prefix first.
+/// - **`snapshot_read`** returns, for each range in order, up to `limit`
+///   entries inside `[start, end)`, ascending or (with `reverse`) descending.
+///   All ranges of one call see one consistent snapshot. A `Strong` read sees
+///   every commit acknowledged before it started. Entries whose expiry time
+///   has passed are never returned.
+/// - **`atomic_write`** evaluates every check against the state before the
+///   commit (an expired key counts as absent), then applies the mutations in
+///   order. If any check fails it returns `Ok(CheckFailed)` and changes
+///   nothing. If any mutation fails (for example a `sum` on a non-U64 value)
+///   it returns the error and changes nothing. Otherwise every written key
+///   gets one new versionstamp, strictly greater than every versionstamp the
+///   backend returned before, and the commit is durable when the call
+///   returns. A commit with no mutations still gets a versionstamp.
+/// - **`watch`** yields first the current state of all keys, promptly, then
+///   a new snapshot (all keys, read together) after a commit changes any of
+///   them. Snapshots may coalesce intermediate states and may repeat an
+///   unchanged state; callers filter. Writes from other processes sharing
+///   the storage must be seen too (embedded backends: within 100 ms). The
+///   stream ends when the backend is closed.
+/// - **`close`** stops background work and ends watch streams; it is
+///   idempotent. Calls after it return [`crate::Error::Closed`].
+///
+/// Callers enforce the limits of [`crate::limits`] before calling; backends
+/// may trust them. The reserved space under [`SYSTEM_PREFIX`] is ordinary
+/// data to a backend.
+///
+/// # Errors
+///
+/// `Unavailable` for transient faults the caller may retry, `Closed` after
+/// `close`, `TypeMismatch` for failed `sum`/`min`/`max`, `Unsupported` for
+/// what the backend cannot do, `Backend` for engine failures.
+#[async_trait]
+pub trait Backend: Send + Sync + Debug + 'static {
+    /// A short name for errors and logs, like `"sqlite"`.
+    fn name(&self) -> &str;
+
+    /// Reads `ranges` from one snapshot.
+    async fn snapshot_read(
+        &self,
+        ranges: Vec<ReadRange>,
+        consistency: Consistency,
+    ) -> Result<Vec<Vec<RawEntry>>>;
+
+    /// Commits `write` atomically.
+    async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome>;
+
+    /// Watches `keys` (encoded), see the contract.
+    fn watch(&self, keys: Vec<Vec<u8>>) -> WatchStream;
+
+    /// Releases resources; idempotent.
+    async fn close(&self);
+}
+
+macro_rules! forward_backend {
+    ($ty:ty) => {
+        #[deny(clippy::missing_trait_methods)]
+        #[async_trait]
+        impl<T: Backend + ?Sized> Backend for $ty {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+
+            async fn snapshot_read(
+                &self,
+                ranges: Vec<ReadRange>,
+                consistency: Consistency,
+            ) -> Result<Vec<Vec<RawEntry>>> {
+                (**self).snapshot_read(ranges, consistency).await
+            }
+
+            async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
+                (**self).atomic_write(write).await
+            }
+
+            fn watch(&self, keys: Vec<Vec<u8>>) -> WatchStream {
+                (**self).watch(keys)
+            }
+
+            async fn close(&self) {
+                (**self).close().await
+            }
+        }
+    };
+}
+
+forward_backend!(Arc<T>);
+forward_backend!(Box<T>);

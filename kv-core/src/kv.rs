@@ -1,0 +1,601 @@
+//! The user's API, mirroring `Deno.Kv`.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream, StreamExt};
+
+use crate::backend::{
+    AtomicWrite, Backend, Check, CommitOutcome, Consistency, Mutation, MutationKind, RawEntry,
+    ReadRange,
+};
+use crate::clock::{Clock, SystemClock};
+use crate::error::Limit;
+use crate::limits::{self, DEFAULT_BATCH_SIZE, MAX_DERIVED_BATCH_SIZE, MAX_GET_MANY};
+use crate::memory::point_range;
+use crate::selector::{Selector, SelectorBounds};
+use crate::{Error, Key, KvEntry, KvValue, Result, Versionstamp};
+
+/// A handle on a database: typed keys, limits checked before any I/O, Deno's
+/// semantics. Cheap to clone; clones share the backend.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use kv_core::{Kv, KvValue, MemoryBackend, key};
+///
+/// let kv = Kv::new(MemoryBackend::new());
+/// kv.set(key!["users", "alice"], KvValue::Bytes(b"hi".to_vec())).await?;
+/// let entry = kv.get(key!["users", "alice"]).await?.expect("just written");
+/// assert_eq!(entry.value, KvValue::Bytes(b"hi".to_vec()));
+/// # Ok::<(), kv_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct Kv {
+    backend: Arc<dyn Backend>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Options of [`Kv::set_with`] and [`AtomicOperation::set_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetOptions {
+    /// Delete the key this long after the commit (never earlier).
+    pub expire_in: Option<Duration>,
+}
+
+impl SetOptions {
+    /// Expires the key `expire_in` after now.
+    pub fn with_expire_in(mut self, expire_in: Duration) -> Self {
+        self.expire_in = Some(expire_in);
+        self
+    }
+}
+
+impl Kv {
+    /// Wraps a backend.
+    pub fn new(backend: impl Backend) -> Self {
+        Self::from_arc(Arc::new(backend))
+    }
+
+    /// Wraps a shared backend.
+    pub fn from_arc(backend: Arc<dyn Backend>) -> Self {
+        Kv { backend, clock: Arc::new(SystemClock) }
+    }
+
+    /// Uses `clock` to turn `expire_in` into absolute times.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The backend this handle uses.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Reads one key (strongly consistent).
+    ///
+    /// # Errors
+    /// `InvalidKey` / `LimitExceeded` for a bad key, and backend errors.
+    pub async fn get(&self, key: impl Into<Key>) -> Result<Option<KvEntry>> {
+        self.get_with(key, Consistency::Strong).await
+    }
+
+    /// Reads one key with the given consistency.
+    ///
+    /// # Errors
+    /// As [`Kv::get`].
+    pub async fn get_with(
+        &self,
+        key: impl Into<Key>,
+        consistency: Consistency,
+    ) -> Result<Option<KvEntry>> {
+        let mut out = self.get_many_with(&[key.into()], consistency).await?;
+        Ok(out.pop().flatten())
+    }
+
+    /// Reads up to 10 keys from one snapshot, in order.
+    ///
+    /// # Errors
+    /// `LimitExceeded` for more than 10 keys; as [`Kv::get`].
+    pub async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<KvEntry>>> {
+        self.get_many_with(keys, Consistency::Strong).await
+    }
+
+    /// [`Kv::get_many`] with the given consistency.
+    ///
+    /// # Errors
+    /// As [`Kv::get_many`].
+    pub async fn get_many_with(
+        &self,
+        keys: &[Key],
+        consistency: Consistency,
+    ) -> Result<Vec<Option<KvEntry>>> {
+        if keys.len() > MAX_GET_MANY {
+            return Err(Error::LimitExceeded {
+                limit: Limit::Ranges,
+                max: MAX_GET_MANY as u64,
+                actual: keys.len() as u64,
+            });
+        }
+        let mut ranges = Vec::with_capacity(keys.len());
+        for key in keys {
+            let bytes = key.encode()?;
+            limits::check_read_key(&bytes)?;
+            ranges.push(point_range(&bytes));
+        }
+        limits::check_read(&ranges)?;
+        let results = self.backend.snapshot_read(ranges, consistency).await?;
+        Ok(keys
+            .iter()
+            .zip(results)
+            .map(|(key, mut entries)| {
+                entries.pop().map(|e| KvEntry {
+                    key: key.clone(),
+                    value: e.value,
+                    versionstamp: e.versionstamp,
+                })
+            })
+            .collect())
+    }
+
+    /// Lists the keys a selector chooses, in batches.
+    pub fn list(&self, selector: Selector, options: ListOptions) -> ListIterator {
+        ListIterator::new(self.backend.clone(), selector, options)
+    }
+
+    /// Writes one key.
+    ///
+    /// # Errors
+    /// Key and value limits, and backend errors.
+    pub async fn set(&self, key: impl Into<Key>, value: impl Into<KvValue>) -> Result<Versionstamp> {
+        self.set_with(key, value, SetOptions::default()).await
+    }
+
+    /// Writes one key with options.
+    ///
+    /// # Errors
+    /// As [`Kv::set`].
+    pub async fn set_with(
+        &self,
+        key: impl Into<Key>,
+        value: impl Into<KvValue>,
+        options: SetOptions,
+    ) -> Result<Versionstamp> {
+        let mut op = self.atomic();
+        op.set_with(key, value, options);
+        committed(op.commit().await?)
+    }
+
+    /// Deletes one key (a no-op commit if it is absent).
+    ///
+    /// # Errors
+    /// Key limits and backend errors.
+    pub async fn delete(&self, key: impl Into<Key>) -> Result<()> {
+        let mut op = self.atomic();
+        op.delete(key);
+        committed(op.commit().await?).map(|_| ())
+    }
+
+    /// Starts an atomic operation.
+    pub fn atomic(&self) -> AtomicOperation {
+        AtomicOperation { kv: self.clone(), write: AtomicWrite::default(), error: None }
+    }
+
+    /// Watches up to 10 keys. The stream yields the current state of every
+    /// key at once, then again whenever any of their versionstamps changes
+    /// (intermediate states may be skipped). It ends when the database closes.
+    ///
+    /// # Errors
+    /// `LimitExceeded` for more than 10 keys or an oversized key.
+    pub fn watch(
+        &self,
+        keys: &[Key],
+    ) -> Result<impl Stream<Item = Result<Vec<Option<KvEntry>>>> + Send + 'static + use<>> {
+        let encoded: Vec<Vec<u8>> = keys.iter().map(Key::encode).collect::<Result<_>>()?;
+        limits::check_watch(&encoded)?;
+        let keys = keys.to_vec();
+        let mut last: Option<Vec<Option<Versionstamp>>> = None;
+        Ok(self.backend.watch(encoded).filter_map(move |snapshot| {
+            let out = match snapshot {
+                Err(e) => Some(Err(e)),
+                Ok(entries) => {
+                    let stamps: Vec<_> =
+                        entries.iter().map(|e| e.as_ref().map(|e| e.versionstamp)).collect();
+                    if last.as_ref() == Some(&stamps) {
+                        None
+                    } else {
+                        last = Some(stamps);
+                        Some(Ok(keys
+                            .iter()
+                            .zip(entries)
+                            .map(|(k, e)| {
+                                e.map(|e| KvEntry {
+                                    key: k.clone(),
+                                    value: e.value,
+                                    versionstamp: e.versionstamp,
+                                })
+                            })
+                            .collect()))
+                    }
+                }
+            };
+            futures::future::ready(out)
+        }))
+    }
+
+    /// Closes the backend; later calls fail with `Closed`. Idempotent.
+    pub async fn close(&self) {
+        self.backend.close().await;
+    }
+}
+
+fn committed(outcome: CommitOutcome) -> Result<Versionstamp> {
+    outcome.versionstamp().ok_or_else(|| {
+        Error::InvalidArgument("a commit without checks reported a failed check".into())
+    })
+}
+
+/// A commit under construction, mirroring `Deno.AtomicOperation`. Errors in
+/// arguments (bad keys) are reported by [`AtomicOperation::commit`].
+#[derive(Debug)]
+#[must_use = "an atomic operation does nothing until committed"]
+pub struct AtomicOperation {
+    kv: Kv,
+    write: AtomicWrite,
+    error: Option<Error>,
+}
+
+impl AtomicOperation {
+    fn encode(&mut self, key: Key) -> Option<Vec<u8>> {
+        match key.encode() {
+            Ok(k) => Some(k),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    fn push(&mut self, key: Key, kind: MutationKind) -> &mut Self {
+        if let Some(key) = self.encode(key) {
+            self.write.mutations.push(Mutation { key, kind });
+        }
+        self
+    }
+
+    fn expiry(&self, options: SetOptions) -> Option<u64> {
+        options
+            .expire_in
+            .map(|d| self.kv.clock.now_ms().saturating_add(d.as_millis() as u64))
+    }
+
+    /// Requires `key` to be at `versionstamp` (`None`: absent) when the
+    /// commit applies.
+    pub fn check(&mut self, key: impl Into<Key>, versionstamp: Option<Versionstamp>) -> &mut Self {
+        if let Some(key) = self.encode(key.into()) {
+            self.write.checks.push(Check { key, versionstamp });
+        }
+        self
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(&mut self, key: impl Into<Key>, value: impl Into<KvValue>) -> &mut Self {
+        self.set_with(key, value, SetOptions::default())
+    }
+
+    /// Sets `key` to `value` with options.
+    pub fn set_with(
+        &mut self,
+        key: impl Into<Key>,
+        value: impl Into<KvValue>,
+        options: SetOptions,
+    ) -> &mut Self {
+        let expire_at_ms = self.expiry(options);
+        self.push(key.into(), MutationKind::Set { value: value.into(), expire_at_ms })
+    }
+
+    /// Sets `prefix ++ [<commit versionstamp as a string>]` to `value`.
+    pub fn set_versionstamped(
+        &mut self,
+        prefix: impl Into<Key>,
+        value: impl Into<KvValue>,
+        options: SetOptions,
+    ) -> &mut Self {
+        let expire_at_ms = self.expiry(options);
+        self.push(
+            prefix.into(),
+            MutationKind::SetSuffixVersionstampedKey { value: value.into(), expire_at_ms },
+        )
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, key: impl Into<Key>) -> &mut Self {
+        self.push(key.into(), MutationKind::Delete)
+    }
+
+    /// Adds `n` to the KvU64 at `key` (wrapping modulo 2^64; absent = 0).
+    pub fn sum(&mut self, key: impl Into<Key>, n: u64) -> &mut Self {
+        let kind = MutationKind::Sum { value: KvValue::U64(n), min: None, max: None, clamp: false };
+        self.push(key.into(), kind)
+    }
+
+    /// Keeps the smaller of the KvU64 at `key` and `n`.
+    pub fn min(&mut self, key: impl Into<Key>, n: u64) -> &mut Self {
+        self.push(key.into(), MutationKind::Min(KvValue::U64(n)))
+    }
+
+    /// Keeps the larger of the KvU64 at `key` and `n`.
+    pub fn max(&mut self, key: impl Into<Key>, n: u64) -> &mut Self {
+        self.push(key.into(), MutationKind::Max(KvValue::U64(n)))
+    }
+
+    /// Adds any mutation, such as a V8 `Sum` with bounds.
+    pub fn mutate(&mut self, key: impl Into<Key>, kind: MutationKind) -> &mut Self {
+        self.push(key.into(), kind)
+    }
+
+    /// The raw write built so far.
+    pub fn as_write(&self) -> &AtomicWrite {
+        &self.write
+    }
+
+    /// Commits: `Committed` with the versionstamp, or `CheckFailed`.
+    ///
+    /// # Errors
+    /// Argument and limit errors (nothing is sent), `TypeMismatch` from
+    /// `sum`/`min`/`max` (nothing is written), and backend errors.
+    pub async fn commit(&mut self) -> Result<CommitOutcome> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        limits::check_write(&self.write)?;
+        let write = std::mem::take(&mut self.write);
+        self.kv.backend.atomic_write(write).await
+    }
+}
+
+/// Options of [`Kv::list`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Stop after this many entries.
+    pub limit: Option<usize>,
+    /// Descending order.
+    pub reverse: bool,
+    /// Resume after the position this cursor describes.
+    pub cursor: Option<String>,
+    /// Entries per snapshot read (default: `limit` up to 500, else 100;
+    /// at most 1000).
+    pub batch_size: Option<usize>,
+    /// Consistency of each batch.
+    pub consistency: Consistency,
+}
+
+impl ListOptions {
+    /// Stops after `limit` entries.
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+    /// Lists in descending order.
+    pub fn with_reverse(mut self, reverse: bool) -> Self {
+        self.reverse = reverse;
+        self
+    }
+    /// Resumes from `cursor`.
+    pub fn with_cursor(mut self, cursor: impl Into<String>) -> Self {
+        self.cursor = Some(cursor.into());
+        self
+    }
+    /// Reads `batch_size` entries per snapshot.
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = Some(batch_size);
+        self
+    }
+    /// Uses `consistency` for each batch.
+    pub fn with_consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = consistency;
+        self
+    }
+}
+
+/// The stream of entries of [`Kv::list`]. Each batch is its own snapshot.
+pub struct ListIterator {
+    backend: Arc<dyn Backend>,
+    bounds: Option<SelectorBounds>,
+    error: Option<Error>,
+    reverse: bool,
+    consistency: Consistency,
+    batch_size: usize,
+    remaining: Option<usize>,
+    range: (Vec<u8>, Vec<u8>),
+    buffer: VecDeque<RawEntry>,
+    exhausted: bool,
+    pending: Option<BoxFuture<'static, Result<Vec<Vec<RawEntry>>>>>,
+    cursor: Option<String>,
+    done: bool,
+    failed: bool,
+}
+
+impl std::fmt::Debug for ListIterator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListIterator")
+            .field("bounds", &self.bounds)
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ListIterator {
+    fn new(backend: Arc<dyn Backend>, selector: Selector, options: ListOptions) -> Self {
+        let mut it = ListIterator {
+            backend,
+            bounds: None,
+            error: None,
+            reverse: options.reverse,
+            consistency: options.consistency,
+            batch_size: DEFAULT_BATCH_SIZE,
+            remaining: options.limit,
+            range: (Vec::new(), Vec::new()),
+            buffer: VecDeque::new(),
+            exhausted: false,
+            pending: None,
+            cursor: options.cursor.clone().filter(|c| !c.is_empty()),
+            done: false,
+            failed: false,
+        };
+        if let Err(e) = it.init(selector, &options) {
+            it.error = Some(e);
+        }
+        it
+    }
+
+    fn init(&mut self, selector: Selector, options: &ListOptions) -> Result<()> {
+        if options.limit == Some(0) {
+            return Err(Error::InvalidArgument("Limit must be a positive integer: received 0".into()));
+        }
+        self.batch_size = match (options.batch_size, options.limit) {
+            (Some(0), _) => {
+                return Err(Error::InvalidArgument(
+                    "batchSize must be a positive integer: received 0".into(),
+                ));
+            }
+            (Some(b), _) => b,
+            (None, Some(l)) => l.min(MAX_DERIVED_BATCH_SIZE),
+            (None, None) => DEFAULT_BATCH_SIZE,
+        };
+        if self.batch_size > limits::MAX_READ_ENTRIES {
+            return Err(Error::LimitExceeded {
+                limit: Limit::Entries,
+                max: limits::MAX_READ_ENTRIES as u64,
+                actual: self.batch_size as u64,
+            });
+        }
+        let bounds = selector.bounds()?;
+        limits::check_read_key(&bounds.start)?;
+        limits::check_read_key(&bounds.end)?;
+        self.range = bounds.resume(options.cursor.as_deref().unwrap_or(""), self.reverse)?;
+        self.bounds = Some(bounds);
+        Ok(())
+    }
+
+    /// The cursor after the last entry yielded: pass it as
+    /// [`ListOptions::cursor`] to resume. `None` before the first entry
+    /// (unless a cursor was given), `""` once the listing is exhausted.
+    pub fn cursor(&self) -> Option<&str> {
+        if self.done && !self.failed {
+            return Some("");
+        }
+        self.cursor.as_deref()
+    }
+
+    /// Collects every remaining entry.
+    ///
+    /// # Errors
+    /// The first error of the listing.
+    pub async fn collect_all(mut self) -> Result<Vec<KvEntry>> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.next().await {
+            out.push(entry?);
+        }
+        Ok(out)
+    }
+
+    fn fetch(&mut self) {
+        let limit = match self.remaining {
+            Some(r) => r.min(self.batch_size),
+            None => self.batch_size,
+        };
+        let range = ReadRange {
+            start: self.range.0.clone(),
+            end: self.range.1.clone(),
+            limit: limit as u32,
+            reverse: self.reverse,
+        };
+        let backend = self.backend.clone();
+        let consistency = self.consistency;
+        self.pending =
+            Some(async move { backend.snapshot_read(vec![range], consistency).await }.boxed());
+    }
+}
+
+impl Stream for ListIterator {
+    type Item = Result<KvEntry>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if let Some(e) = this.error.take() {
+                this.done = true;
+                this.failed = true;
+                return Poll::Ready(Some(Err(e)));
+            }
+            if this.remaining == Some(0) {
+                this.done = true;
+                continue;
+            }
+            if let Some(raw) = this.buffer.pop_front() {
+                if let Some(r) = this.remaining.as_mut() {
+                    *r -= 1;
+                }
+                let item = (|| {
+                    let bounds = this.bounds.as_ref().expect("bounds are set once listing");
+                    this.cursor = Some(bounds.cursor_after(&raw.key)?);
+                    Ok(KvEntry {
+                        key: Key::decode(&raw.key)?,
+                        value: raw.value,
+                        versionstamp: raw.versionstamp,
+                    })
+                })();
+                return Poll::Ready(Some(item));
+            }
+            if this.exhausted {
+                this.done = true;
+                continue;
+            }
+            if this.pending.is_none() {
+                if this.range.0 >= this.range.1 {
+                    this.done = true;
+                    continue;
+                }
+                this.fetch();
+            }
+            let pending = this.pending.as_mut().expect("just set");
+            let result = match pending.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(r) => r,
+            };
+            this.pending = None;
+            let entries = match result {
+                Ok(mut ranges) => ranges.pop().unwrap_or_default(),
+                Err(e) => {
+                    this.error = Some(e);
+                    continue;
+                }
+            };
+            let requested = this.remaining.map_or(this.batch_size, |r| r.min(this.batch_size));
+            if entries.len() < requested {
+                this.exhausted = true;
+            }
+            if let Some(last) = entries.last() {
+                if this.reverse {
+                    this.range.1 = last.key.clone();
+                } else {
+                    let mut start = last.key.clone();
+                    start.push(0);
+                    this.range.0 = start;
+                }
+            } else {
+                this.exhausted = true;
+            }
+            this.buffer.extend(entries);
+        }
+    }
+}
