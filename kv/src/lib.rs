@@ -1,1 +1,130 @@
-//! placeholder
+//! kv: Deno KV as a Rust library. Open a database by URL and use the
+//! [`Kv`] API; the backend is chosen by the URL.
+//!
+//! | URL | backend | feature |
+//! | --- | --- | --- |
+//! | `memory:` | in-memory, private to this handle | always |
+//! | `:memory:` | in-memory SQLite | `sqlite` (default) |
+//! | `sqlite:PATH`, or any other path such as `./data.sqlite3` | SQLite file (Deno's own file format) | `sqlite` (default) |
+//!
+//! ```
+//! # tokio_test_block_on(async {
+//! use kv::{KvValue, key};
+//!
+//! let db = kv::open("memory:").await?;
+//! let stamp = db.set(key!["greeting"], KvValue::Bytes(b"hello".to_vec())).await?;
+//! let entry = db.get(key!["greeting"]).await?.expect("just written");
+//! assert_eq!(entry.versionstamp, stamp);
+//! # Ok::<(), kv::Error>(())
+//! # });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Runtime::new().expect("runtime").block_on(f)
+//! # }
+//! ```
+
+use std::sync::Arc;
+
+pub use kv_core::*;
+
+/// Opens the database that `url` names (see the crate docs for the forms).
+///
+/// # Errors
+/// `InvalidArgument` for an empty or unrecognised URL, `Unsupported` when
+/// the backend's cargo feature is disabled, and the backend's open errors.
+pub async fn open(url: &str) -> Result<Kv> {
+    Ok(Kv::from_arc(open_backend(url).await?))
+}
+
+/// Opens the backend that `url` names, for use with wrappers or a server.
+///
+/// # Errors
+/// As [`open`].
+pub async fn open_backend(url: &str) -> Result<Arc<dyn Backend>> {
+    match parse(url)? {
+        Target::Memory => Ok(Arc::new(MemoryBackend::new())),
+        Target::SqliteMemory => sqlite::open_in_memory(),
+        Target::Sqlite(path) => sqlite::open(path),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Target<'a> {
+    Memory,
+    SqliteMemory,
+    Sqlite(&'a str),
+}
+
+fn parse(url: &str) -> Result<Target<'_>> {
+    if url.is_empty() {
+        return Err(Error::InvalidArgument("Filename cannot be empty".into()));
+    }
+    if url == "memory:" {
+        return Ok(Target::Memory);
+    }
+    if url == ":memory:" || url == "sqlite::memory:" {
+        return Ok(Target::SqliteMemory);
+    }
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if path.is_empty() {
+            return Err(Error::InvalidArgument("Filename cannot be empty".into()));
+        }
+        return Ok(Target::Sqlite(path));
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        return Err(Error::InvalidArgument(format!(
+            "unsupported database URL scheme {scheme:?} in {url:?}"
+        )));
+    }
+    if url.starts_with(':') {
+        return Err(Error::InvalidArgument(
+            "Filename cannot start with ':' unless prefixed with './'".into(),
+        ));
+    }
+    Ok(Target::Sqlite(url))
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+
+    pub(super) fn open(path: &str) -> Result<Arc<dyn Backend>> {
+        Ok(Arc::new(kv_sqlite::SqliteBackend::open(path)?))
+    }
+
+    pub(super) fn open_in_memory() -> Result<Arc<dyn Backend>> {
+        Ok(Arc::new(kv_sqlite::SqliteBackend::open_in_memory()?))
+    }
+}
+
+#[cfg(not(feature = "sqlite"))]
+mod sqlite {
+    use super::*;
+
+    fn disabled() -> Error {
+        Error::Unsupported { backend: "sqlite".into(), op: "open (enable the `sqlite` feature)" }
+    }
+
+    pub(super) fn open(_path: &str) -> Result<Arc<dyn Backend>> {
+        Err(disabled())
+    }
+
+    pub(super) fn open_in_memory() -> Result<Arc<dyn Backend>> {
+        Err(disabled())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_backends() {
+        assert_eq!(parse("memory:").ok(), Some(Target::Memory));
+        assert_eq!(parse(":memory:").ok(), Some(Target::SqliteMemory));
+        assert_eq!(parse("sqlite:/tmp/a.db").ok(), Some(Target::Sqlite("/tmp/a.db")));
+        assert_eq!(parse("./data.sqlite3").ok(), Some(Target::Sqlite("./data.sqlite3")));
+        assert!(parse("").is_err());
+        assert!(parse(":foo").is_err());
+        assert!(parse("ftp://x").is_err());
+    }
+}
