@@ -1,1 +1,84 @@
-fn main() {}
+//! Project automation for the kv workspace, run as `cargo xtask <command>`.
+//!
+//! - `ci`: the single gate (tools, fmt, clippy, tests, docs, conformance).
+//! - `conformance [ARGS..]`: the conformance suite with a target × area matrix.
+//! - `bench embedded [--workload NAME]`: kv on SQLite against Deno's built-in KV.
+//! - `crash`: the kv-sqlite crash test with more rounds (`N`, default 200).
+//! - `tools`: installs the pinned tools (Deno) into `.tools/`.
+//!
+//! xtask never depends on the workspace's own crates, so it compiles in
+//! seconds and keeps working while they do not build.
+
+#![allow(clippy::print_stdout)]
+
+mod bench;
+mod ci;
+mod conformance;
+mod tools;
+
+#[cfg(test)]
+mod tidy;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
+
+const HELP: &str = "\
+cargo xtask <command>
+
+commands:
+  ci                          the single gate: tools, fmt, clippy, test, doc, conformance
+  conformance [ARGS..]        run the conformance suite (ARGS go to the harness, e.g. a
+                              name filter); KV_TEST_URL=<url> runs it against that URL
+  bench embedded [--workload NAME]
+                              kv (SQLite) against Deno KV, in-process on files
+  crash                       kv-sqlite crash test, N rounds (env N, default 200)
+  tools                       install the pinned tools (Deno) into .tools/
+";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let sh = Shell::new()?;
+    sh.change_dir(project_root());
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("ci") => ci::run(&sh),
+        Some("conformance") => conformance::run(&sh, rest),
+        Some("bench") => bench::run(&sh, rest),
+        Some("crash") => crash(&sh, rest),
+        Some("tools") => {
+            let deno = tools::ensure_deno(&sh)?;
+            println!("deno: {}", deno.display());
+            Ok(())
+        }
+        Some("help" | "-h" | "--help") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),
+    }
+}
+
+/// The workspace root (the parent of this crate's folder).
+pub(crate) fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Runs the kv-sqlite crash test (`kv-sqlite/tests/it/crash.rs`) with
+/// `KV_CRASH_ROUNDS=${N:-200}`.
+fn crash(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    let rounds = std::env::var("N").unwrap_or_else(|_| "200".to_owned());
+    rounds
+        .parse::<u32>()
+        .with_context(|| format!("N={rounds} is not a number of rounds"))?;
+    println!("crash test: {rounds} rounds");
+    cmd!(sh, "cargo test -p kv-sqlite --release crash -- {args...}")
+        .env("KV_CRASH_ROUNDS", &rounds)
+        .run()
+        .context("the crash test failed")?;
+    Ok(())
+}

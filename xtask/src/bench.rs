@@ -1,0 +1,303 @@
+//! `cargo xtask bench embedded`: the same workloads in-process on kv's SQLite
+//! backend (`kv-bench`) and on Deno's built-in KV (`bench/deno_embedded.ts`),
+//! both on a file, joined into one table.
+//!
+//! Both drivers print one JSON line per workload:
+//! `{"name":..,"ops":..,"secs":..,"p50_us":..,"p99_us":..}`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
+
+use crate::{project_root, tools};
+
+/// Workloads in table order: name, what it does, unit of its rate, goal.
+const WORKLOADS: &[(&str, &str, &str, Option<f64>)] = &[
+    ("set", "sequential set (100 B)", "sets/s", None),
+    ("get", "sequential get", "gets/s", Some(100_000.0)),
+    ("counter", "get + check + set counter", "updates/s", None),
+    ("sum", "atomic sum", "commits/s", None),
+    ("list1000", "list a 1000-key prefix", "listings/s", None),
+    ("get_many10", "getMany of 10 keys", "calls/s", None),
+    (
+        "writers64",
+        "64 concurrent writers",
+        "commits/s",
+        Some(30_000.0),
+    ),
+];
+
+const USAGE: &str = "usage: cargo xtask bench embedded [--workload NAME|all] [--only kv|deno]";
+
+/// One workload's result from one driver.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Record {
+    pub(crate) name: String,
+    pub(crate) ops: u64,
+    pub(crate) secs: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+}
+
+impl Record {
+    fn rate(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.ops as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Parses the JSON lines of a driver; other lines are ignored.
+pub(crate) fn parse_records(output: &str) -> anyhow::Result<Vec<Record>> {
+    let mut out = Vec::new();
+    for line in output.lines().map(str::trim).filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("bad JSON line: {line}"))?;
+        let num = |field: &str| {
+            v[field]
+                .as_f64()
+                .with_context(|| format!("`{field}` missing in {line}"))
+        };
+        out.push(Record {
+            name: v["name"]
+                .as_str()
+                .with_context(|| format!("`name` missing in {line}"))?
+                .into(),
+            ops: num("ops")? as u64,
+            secs: num("secs")?,
+            p50_us: num("p50_us")?,
+            p99_us: num("p99_us")?,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    match args.first().map(String::as_str) {
+        Some("embedded") => embedded(sh, &args[1..]),
+        _ => bail!("{USAGE}"),
+    }
+}
+
+fn embedded(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    let mut workload = "all".to_owned();
+    let mut only: Option<String> = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--workload" => workload = it.next().context(USAGE)?.clone(),
+            "--only" => only = Some(it.next().context(USAGE)?.clone()),
+            other => bail!("unknown argument `{other}`\n{USAGE}"),
+        }
+    }
+    let run_kv = only.as_deref() != Some("deno");
+    let run_deno = only.as_deref() != Some("kv");
+
+    let root = project_root();
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let out_dir = target_dir.join("bench");
+    // A scratch folder on the same disk as the build: /tmp may be a tmpfs,
+    // where fsync is free and the figures would mean little.
+    let scratch = out_dir.join("embedded-scratch");
+    if scratch.exists() {
+        sh.remove_path(&scratch)?;
+    }
+    sh.create_dir(&scratch)?;
+
+    let mut kv = Vec::new();
+    if run_kv {
+        cmd!(sh, "cargo build -p kv-bench --release")
+            .run()
+            .context("building kv-bench")?;
+        let bin = target_dir.join("release").join("kv-bench");
+        let path = scratch.join("kv.sqlite3");
+        println!("==> kv (SQLite backend): {}", path.display());
+        let out = cmd!(sh, "{bin} --path {path} --workload {workload}").read()?;
+        kv = parse_records(&out)?;
+    }
+    let mut deno = Vec::new();
+    if run_deno {
+        let deno_bin = tools::ensure_deno(sh)?;
+        let path = scratch.join("deno.sqlite3");
+        println!(
+            "==> Deno {} (Deno.openKv): {}",
+            tools::DENO_VERSION,
+            path.display()
+        );
+        let script = root.join("bench").join("deno_embedded.ts");
+        let out = cmd!(
+            sh,
+            "{deno_bin} run -A --unstable-kv {script} --path {path} --workload {workload}"
+        )
+        .env("DENO_NO_UPDATE_CHECK", "1")
+        .read()?;
+        deno = parse_records(&out)?;
+    }
+    sh.remove_path(&scratch)?;
+
+    let table = render_table(&kv, &deno);
+    println!();
+    print!("{table}");
+    sh.create_dir(&out_dir)?;
+    let md = out_dir.join("embedded.md");
+    let header = format!(
+        "Embedded, on a file: kv on SQLite (WAL, synchronous=FULL) vs Deno {} `Deno.openKv(path)`, \
+         {} cores. Latencies in µs.\n\n",
+        tools::DENO_VERSION,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    sh.write_file(&md, format!("{header}{table}"))?;
+    println!();
+    println!("written to {}", md.display());
+    Ok(())
+}
+
+/// The joined results as a Markdown table (readable as text too).
+pub(crate) fn render_table(kv: &[Record], deno: &[Record]) -> String {
+    let mut names: Vec<&str> = WORKLOADS.iter().map(|w| w.0).collect();
+    for r in kv.iter().chain(deno) {
+        if !names.contains(&r.name.as_str()) {
+            names.push(&r.name);
+        }
+    }
+    let find = |records: &[Record], name: &str| records.iter().find(|r| r.name == name).cloned();
+
+    let mut rows = vec![
+        [
+            "workload",
+            "unit",
+            "kv ops/s",
+            "kv p50",
+            "kv p99",
+            "Deno ops/s",
+            "Deno p50",
+            "Deno p99",
+            "kv/Deno",
+            "goal",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for name in names {
+        let (k, d) = (find(kv, name), find(deno, name));
+        if k.is_none() && d.is_none() {
+            continue;
+        }
+        let meta = WORKLOADS.iter().find(|w| w.0 == name);
+        let describe = meta.map_or(name.to_owned(), |w| format!("{} ({name})", w.1));
+        let unit = meta.map_or("ops/s", |w| w.2).to_owned();
+        let cols = |r: &Option<Record>| match r {
+            Some(r) => [
+                thousands(r.rate()),
+                format!("{:.0}", r.p50_us),
+                format!("{:.0}", r.p99_us),
+            ],
+            None => ["-".to_owned(), "-".to_owned(), "-".to_owned()],
+        };
+        let ratio = match (&k, &d) {
+            (Some(k), Some(d)) if d.rate() > 0.0 => format!("{:.2}x", k.rate() / d.rate()),
+            _ => "-".to_owned(),
+        };
+        let goal = match (meta.and_then(|w| w.3), &k) {
+            (Some(goal), Some(k)) => format!(
+                "≥ {}: {}",
+                thousands(goal),
+                if k.rate() >= goal { "met" } else { "MISSED" }
+            ),
+            (Some(goal), None) => format!("≥ {}", thousands(goal)),
+            (None, _) => String::new(),
+        };
+        let mut row = vec![describe, unit];
+        row.extend(cols(&k));
+        row.extend(cols(&d));
+        row.push(ratio);
+        row.push(goal);
+        rows.push(row);
+    }
+
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (cell, w))| {
+                // Text columns to the left, figures to the right.
+                if c < 2 || c == 9 {
+                    format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+        if i == 0 {
+            let rule: Vec<String> = widths
+                .iter()
+                .enumerate()
+                .map(|(c, w)| {
+                    if c < 2 || c == 9 {
+                        "-".repeat(*w)
+                    } else {
+                        format!("{}:", "-".repeat(w - 1))
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "| {} |", rule.join(" | "));
+        }
+    }
+    out
+}
+
+/// `1234567.8` → `1,234,568`.
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_renders() -> anyhow::Result<()> {
+        let kv = parse_records(
+            "noise\n{\"name\":\"get\",\"ops\":100000,\"secs\":0.5,\"p50_us\":4.2,\"p99_us\":9.9}\n",
+        )?;
+        let deno = parse_records(
+            "{\"name\":\"get\",\"ops\":100000,\"secs\":10.0,\"p50_us\":140,\"p99_us\":300}",
+        )?;
+        assert_eq!(kv.len(), 1);
+        assert_eq!(kv[0].rate(), 200_000.0);
+        let table = render_table(&kv, &deno);
+        assert!(table.contains("200,000"), "{table}");
+        assert!(table.contains("20.00x"), "{table}");
+        assert!(table.contains("≥ 100,000: met"), "{table}");
+        assert!(!table.contains("writers64"), "{table}");
+        Ok(())
+    }
+
+    #[test]
+    fn formats_thousands() {
+        assert_eq!(thousands(0.4), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+        assert_eq!(thousands(1234567.8), "1,234,568");
+    }
+}

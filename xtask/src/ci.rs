@@ -1,0 +1,101 @@
+//! `cargo xtask ci`: the single gate, locally and in CI (`.ci/run`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use xshell::{Shell, cmd};
+
+use crate::{conformance, tools};
+
+type StepFn<'a> = Box<dyn Fn() -> anyhow::Result<()> + 'a>;
+
+/// Runs every step in order and stops at the first failure, naming it.
+pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
+    let steps: Vec<(&str, StepFn<'_>)> = vec![
+        ("tools", Box::new(|| step_tools(sh))),
+        (
+            "fmt",
+            Box::new(|| Ok(cmd!(sh, "cargo fmt --all -- --check").run()?)),
+        ),
+        (
+            "clippy",
+            Box::new(|| {
+                Ok(cmd!(
+                    sh,
+                    "cargo clippy --workspace --all-targets --all-features -- -D warnings"
+                )
+                .run()?)
+            }),
+        ),
+        ("test", Box::new(|| step_test(sh))),
+        (
+            "doc",
+            Box::new(|| {
+                Ok(cmd!(sh, "cargo doc --workspace --no-deps")
+                    .env("RUSTDOCFLAGS", "-Dwarnings")
+                    .run()?)
+            }),
+        ),
+        ("conformance", Box::new(|| conformance::run(sh, &[]))),
+        ("deny", Box::new(|| step_deny(sh))),
+    ];
+
+    let total = steps.len();
+    let started = Instant::now();
+    let mut timings: Vec<(&str, Duration)> = Vec::new();
+    for (i, (name, step)) in steps.iter().enumerate() {
+        println!();
+        println!("==> ci [{}/{total}] {name}", i + 1);
+        let t = Instant::now();
+        let result = step();
+        let took = t.elapsed();
+        timings.push((name, took));
+        if let Err(e) = result {
+            println!();
+            println!(
+                "==> ci FAILED at step `{name}` after {:.0?}",
+                started.elapsed()
+            );
+            return Err(e.context(format!("ci step `{name}` failed")));
+        }
+        println!("==> ci step `{name}` ok ({:.1}s)", took.as_secs_f64());
+    }
+    println!();
+    println!("==> ci passed in {:.1}s", started.elapsed().as_secs_f64());
+    for (name, took) in timings {
+        println!("    {name:<12} {:>7.1}s", took.as_secs_f64());
+    }
+    Ok(())
+}
+
+fn step_tools(sh: &Shell) -> anyhow::Result<()> {
+    let deno = tools::ensure_deno(sh)?;
+    println!("deno: {}", deno.display());
+    cmd!(sh, "{deno} --version").run()?;
+    Ok(())
+}
+
+/// Every crate's tests. The conformance harness is left to the conformance
+/// step, which runs it once and prints the matrix; kv-conformance's own unit
+/// tests still run here.
+fn step_test(sh: &Shell) -> anyhow::Result<()> {
+    cmd!(sh, "cargo test --workspace --exclude kv-conformance").run()?;
+    cmd!(sh, "cargo test -p kv-conformance --lib").run()?;
+    Ok(())
+}
+
+fn step_deny(sh: &Shell) -> anyhow::Result<()> {
+    let available = cmd!(sh, "cargo deny --version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run();
+    if available.is_err() {
+        println!("note: cargo-deny is not installed; skipping `cargo deny check`");
+        return Ok(());
+    }
+    cmd!(sh, "cargo deny check")
+        .run()
+        .context("cargo deny check")?;
+    Ok(())
+}
