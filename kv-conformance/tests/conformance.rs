@@ -1,1 +1,105 @@
-fn main() {}
+//! Runs every conformance case against every target, as
+//! `<target>::<area>::<case>`.
+//!
+//! With `KV_TEST_URL` unset: the in-process targets (memory, sqlite).
+//! With `KV_TEST_URL` set: only that URL, opened with `kv::open_backend`
+//! (one client per case; cases are namespaced and may run concurrently).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use kv_conformance::{Opened, Target, cases, run};
+use kv_core::Clock;
+use kv_core::{ManualClock, MemoryBackend, SystemClock};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+struct Memory;
+
+impl Target for Memory {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn open(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Opened>> + Send + '_>> {
+        Box::pin(async {
+            let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+            let backend = MemoryBackend::new().with_clock(clock.clone());
+            Ok(Opened {
+                backend: Arc::new(backend),
+                clock: Some(clock),
+            })
+        })
+    }
+}
+
+struct Sqlite {
+    dir: tempfile::TempDir,
+}
+
+impl Target for Sqlite {
+    fn name(&self) -> &str {
+        "sqlite"
+    }
+
+    fn open(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Opened>> + Send + '_>> {
+        Box::pin(async {
+            let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+            let path = self.dir.path().join(format!("{}.sqlite3", rand_name()));
+            let backend = kv_sqlite::SqliteConfig::new(path)
+                .with_clock(clock.clone())
+                .open()?;
+            Ok(Opened {
+                backend: Arc::new(backend),
+                clock: Some(clock),
+            })
+        })
+    }
+}
+
+struct Url(String);
+
+impl Target for Url {
+    fn name(&self) -> &str {
+        "url"
+    }
+
+    fn open(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Opened>> + Send + '_>> {
+        Box::pin(async {
+            Ok(Opened {
+                backend: kv::open_backend(&self.0).await?,
+                clock: None,
+            })
+        })
+    }
+}
+
+fn rand_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("case-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Arguments::from_args();
+    let targets: Vec<Arc<dyn Target>> = match std::env::var("KV_TEST_URL") {
+        Ok(url) if !url.is_empty() => vec![Arc::new(Url(url))],
+        _ => vec![
+            Arc::new(Memory),
+            Arc::new(Sqlite {
+                dir: tempfile::tempdir()?,
+            }),
+        ],
+    };
+    let mut trials = Vec::new();
+    for target in &targets {
+        for case in cases() {
+            let target = target.clone();
+            let name = format!("{}::{}::{}", target.name(), case.area, case.name);
+            trials.push(Trial::test(name, move || {
+                run(target, case).map_err(|e| Failed::from(format!("{e:#}")))
+            }));
+        }
+    }
+    libtest_mimic::run(&args, trials).exit()
+}

@@ -39,25 +39,40 @@ pub fn versionstamped_key(prefix: &[u8], versionstamp: Versionstamp) -> Vec<u8> 
 /// value or operand of the wrong type or leave their bounds.
 pub fn apply(kind: &MutationKind, current: Option<&KvValue>) -> Result<Applied> {
     match kind {
-        MutationKind::Set { value, expire_at_ms }
-        | MutationKind::SetSuffixVersionstampedKey { value, expire_at_ms } => Ok(Applied::Put {
+        MutationKind::Set {
+            value,
+            expire_at_ms,
+        }
+        | MutationKind::SetSuffixVersionstampedKey {
+            value,
+            expire_at_ms,
+        } => Ok(Applied::Put {
             value: value.clone(),
             expire_at_ms: *expire_at_ms,
         }),
         MutationKind::Delete => Ok(Applied::Deleted),
         MutationKind::Min(operand) => u64_op("min", operand, current, |a, b| a.min(b)),
         MutationKind::Max(operand) => u64_op("max", operand, current, |a, b| a.max(b)),
-        MutationKind::Sum { value: KvValue::U64(operand), .. } => {
-            u64_op("sum", &KvValue::U64(*operand), current, |a, b| a.wrapping_add(b))
-        }
-        MutationKind::Sum { value, min, max, clamp } => {
-            v8_sum(value, min.as_deref(), max.as_deref(), *clamp, current)
-        }
+        MutationKind::Sum {
+            value: KvValue::U64(operand),
+            ..
+        } => u64_op("sum", &KvValue::U64(*operand), current, |a, b| {
+            a.wrapping_add(b)
+        }),
+        MutationKind::Sum {
+            value,
+            min,
+            max,
+            clamp,
+        } => v8_sum(value, min.as_deref(), max.as_deref(), *clamp, current),
     }
 }
 
 fn put(value: KvValue) -> Applied {
-    Applied::Put { value, expire_at_ms: None }
+    Applied::Put {
+        value,
+        expire_at_ms: None,
+    }
 }
 
 fn u64_op(
@@ -108,7 +123,9 @@ fn v8_sum(
     current: Option<&KvValue>,
 ) -> Result<Applied> {
     let invalid = || Error::TypeMismatch(INVALID_PARAMS.into());
-    let KvValue::V8(bytes) = operand else { return Err(invalid()) };
+    let KvValue::V8(bytes) = operand else {
+        return Err(invalid());
+    };
     let operand = v8::decode_number(bytes).ok_or_else(invalid)?;
     let parse_bound = |b: Option<&[u8]>| -> Result<Option<Num>> {
         match b {
@@ -144,19 +161,26 @@ fn v8_sum(
         (Num::Number(a), Num::Number(b)) => Num::Number(a + b),
         _ => return Err(mismatch(&stored, &operand)),
     };
-    let out_of_range = || {
-        Error::TypeMismatch("The result of a Sum operation would exceed its range limit".into())
-    };
+    let out_of_range =
+        || Error::TypeMismatch("The result of a Sum operation would exceed its range limit".into());
     let result = match result {
         Num::BigInt(mut r) => {
             if let Some(Num::BigInt(lo)) = &min {
                 if &r < lo {
-                    r = if clamp { lo.clone() } else { return Err(out_of_range()) };
+                    r = if clamp {
+                        lo.clone()
+                    } else {
+                        return Err(out_of_range());
+                    };
                 }
             }
             if let Some(Num::BigInt(hi)) = &max {
                 if &r > hi {
-                    r = if clamp { hi.clone() } else { return Err(out_of_range()) };
+                    r = if clamp {
+                        hi.clone()
+                    } else {
+                        return Err(out_of_range());
+                    };
                 }
             }
             Num::BigInt(r)
@@ -164,12 +188,20 @@ fn v8_sum(
         Num::Number(mut r) => {
             if let Some(Num::Number(lo)) = &min {
                 if r < *lo {
-                    r = if clamp { *lo } else { return Err(out_of_range()) };
+                    r = if clamp {
+                        *lo
+                    } else {
+                        return Err(out_of_range());
+                    };
                 }
             }
             if let Some(Num::Number(hi)) = &max {
                 if r > *hi {
-                    r = if clamp { *hi } else { return Err(out_of_range()) };
+                    r = if clamp {
+                        *hi
+                    } else {
+                        return Err(out_of_range());
+                    };
                 }
             }
             Num::Number(r)
@@ -227,7 +259,11 @@ mod v8 {
                 let (bitfield, rest) = varint(rest)?;
                 let len = usize::try_from(bitfield >> 1).ok()?;
                 let mag = rest.get(..len)?;
-                let sign = if bitfield & 1 == 1 { Sign::Minus } else { Sign::Plus };
+                let sign = if bitfield & 1 == 1 {
+                    Sign::Minus
+                } else {
+                    Sign::Plus
+                };
                 (Num::BigInt(BigInt::from_bytes_le(sign, mag)), &rest[len..])
             }
             _ => return None,

@@ -157,11 +157,18 @@ impl Error {
         backend: impl fmt::Display,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        Error::Backend { backend: backend.to_string(), source: source.into() }
+        Error::Backend {
+            backend: backend.to_string(),
+            source: source.into(),
+        }
     }
 
     pub(crate) fn limit(limit: Limit, max: usize, actual: usize) -> Self {
-        Error::LimitExceeded { limit, max: max as u64, actual: actual as u64 }
+        Error::LimitExceeded {
+            limit,
+            max: max as u64,
+            actual: actual as u64,
+        }
     }
 }
 

@@ -100,7 +100,9 @@ impl Ord for KeyPart {
             (KeyPart::Bytes(a), KeyPart::Bytes(b)) => a.cmp(b),
             (KeyPart::String(a), KeyPart::String(b)) => a.as_bytes().cmp(b.as_bytes()),
             (KeyPart::Int(a), KeyPart::Int(b)) => a.cmp(b),
-            (KeyPart::Float(a), KeyPart::Float(b)) => float_order_bits(*a).cmp(&float_order_bits(*b)),
+            (KeyPart::Float(a), KeyPart::Float(b)) => {
+                float_order_bits(*a).cmp(&float_order_bits(*b))
+            }
             _ => self.tag_rank().cmp(&other.tag_rank()),
         }
     }
@@ -141,7 +143,9 @@ macro_rules! int_part_from {
         }
     )*};
 }
-int_part_from!(i8, i16, i32, i64, i128, u8, u16, u32, u64, u128, isize, usize);
+int_part_from!(
+    i8, i16, i32, i64, i128, u8, u16, u32, u64, u128, isize, usize
+);
 
 impl From<BigInt> for KeyPart {
     fn from(v: BigInt) -> Self {
@@ -397,7 +401,8 @@ fn decode_part(input: &[u8]) -> Result<(KeyPart, &[u8]), Error> {
         }
         STRING => {
             let (bytes, rest) = unescape(rest)?;
-            let s = String::from_utf8(bytes).map_err(|_| Error::InvalidKey("invalid utf8".into()))?;
+            let s =
+                String::from_utf8(bytes).map_err(|_| Error::InvalidKey("invalid utf8".into()))?;
             Ok((KeyPart::String(s), rest))
         }
         INT_ZERO => Ok((KeyPart::Int(BigInt::from(0)), rest)),
@@ -427,12 +432,18 @@ fn decode_part(input: &[u8]) -> Result<(KeyPart, &[u8]), Error> {
             let mut arr = [0u8; 8];
             arr.copy_from_slice(body);
             let ordered = u64::from_be_bytes(arr);
-            let bits = if ordered >> 63 == 0 { !ordered } else { ordered ^ (1 << 63) };
+            let bits = if ordered >> 63 == 0 {
+                !ordered
+            } else {
+                ordered ^ (1 << 63)
+            };
             Ok((KeyPart::Float(f64::from_bits(bits)), rest))
         }
         FALSE => Ok((KeyPart::False, rest)),
         TRUE => Ok((KeyPart::True, rest)),
-        other => Err(Error::InvalidKey(format!("invalid key part tag 0x{other:02x}"))),
+        other => Err(Error::InvalidKey(format!(
+            "invalid key part tag 0x{other:02x}"
+        ))),
     }
 }
 

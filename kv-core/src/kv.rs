@@ -63,7 +63,10 @@ impl Kv {
 
     /// Wraps a shared backend.
     pub fn from_arc(backend: Arc<dyn Backend>) -> Self {
-        Kv { backend, clock: Arc::new(SystemClock) }
+        Kv {
+            backend,
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// Uses `clock` to turn `expire_in` into absolute times.
@@ -152,7 +155,11 @@ impl Kv {
     ///
     /// # Errors
     /// Key and value limits, and backend errors.
-    pub async fn set(&self, key: impl Into<Key>, value: impl Into<KvValue>) -> Result<Versionstamp> {
+    pub async fn set(
+        &self,
+        key: impl Into<Key>,
+        value: impl Into<KvValue>,
+    ) -> Result<Versionstamp> {
         self.set_with(key, value, SetOptions::default()).await
     }
 
@@ -183,7 +190,11 @@ impl Kv {
 
     /// Starts an atomic operation.
     pub fn atomic(&self) -> AtomicOperation {
-        AtomicOperation { kv: self.clone(), write: AtomicWrite::default(), error: None }
+        AtomicOperation {
+            kv: self.clone(),
+            write: AtomicWrite::default(),
+            error: None,
+        }
     }
 
     /// Watches up to 10 keys. The stream yields the current state of every
@@ -204,8 +215,10 @@ impl Kv {
             let out = match snapshot {
                 Err(e) => Some(Err(e)),
                 Ok(entries) => {
-                    let stamps: Vec<_> =
-                        entries.iter().map(|e| e.as_ref().map(|e| e.versionstamp)).collect();
+                    let stamps: Vec<_> = entries
+                        .iter()
+                        .map(|e| e.as_ref().map(|e| e.versionstamp))
+                        .collect();
                     if last.as_ref() == Some(&stamps) {
                         None
                     } else {
@@ -296,7 +309,13 @@ impl AtomicOperation {
         options: SetOptions,
     ) -> &mut Self {
         let expire_at_ms = self.expiry(options);
-        self.push(key.into(), MutationKind::Set { value: value.into(), expire_at_ms })
+        self.push(
+            key.into(),
+            MutationKind::Set {
+                value: value.into(),
+                expire_at_ms,
+            },
+        )
     }
 
     /// Sets `prefix ++ [<commit versionstamp as a string>]` to `value`.
@@ -309,7 +328,10 @@ impl AtomicOperation {
         let expire_at_ms = self.expiry(options);
         self.push(
             prefix.into(),
-            MutationKind::SetSuffixVersionstampedKey { value: value.into(), expire_at_ms },
+            MutationKind::SetSuffixVersionstampedKey {
+                value: value.into(),
+                expire_at_ms,
+            },
         )
     }
 
@@ -320,7 +342,12 @@ impl AtomicOperation {
 
     /// Adds `n` to the KvU64 at `key` (wrapping modulo 2^64; absent = 0).
     pub fn sum(&mut self, key: impl Into<Key>, n: u64) -> &mut Self {
-        let kind = MutationKind::Sum { value: KvValue::U64(n), min: None, max: None, clamp: false };
+        let kind = MutationKind::Sum {
+            value: KvValue::U64(n),
+            min: None,
+            max: None,
+            clamp: false,
+        };
         self.push(key.into(), kind)
     }
 
@@ -456,7 +483,9 @@ impl ListIterator {
 
     fn init(&mut self, selector: Selector, options: &ListOptions) -> Result<()> {
         if options.limit == Some(0) {
-            return Err(Error::InvalidArgument("Limit must be a positive integer: received 0".into()));
+            return Err(Error::InvalidArgument(
+                "Limit must be a positive integer: received 0".into(),
+            ));
         }
         self.batch_size = match (options.batch_size, options.limit) {
             (Some(0), _) => {
@@ -580,7 +609,9 @@ impl Stream for ListIterator {
                     continue;
                 }
             };
-            let requested = this.remaining.map_or(this.batch_size, |r| r.min(this.batch_size));
+            let requested = this
+                .remaining
+                .map_or(this.batch_size, |r| r.min(this.batch_size));
             if entries.len() < requested {
                 this.exhausted = true;
             }

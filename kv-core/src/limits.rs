@@ -44,12 +44,18 @@ pub const DEFAULT_BATCH_SIZE: usize = 100;
 pub const MAX_DERIVED_BATCH_SIZE: usize = 500;
 
 fn check_size(limit: Limit, max: usize, actual: usize) -> Result<()> {
-    if actual > max { Err(Error::limit(limit, max, actual)) } else { Ok(()) }
+    if actual > max {
+        Err(Error::limit(limit, max, actual))
+    } else {
+        Ok(())
+    }
 }
 
 fn no_system(key: &[u8]) -> Result<()> {
     if key.first() == Some(&SYSTEM_PREFIX) {
-        return Err(Error::InvalidKey("key is in the reserved system key space".into()));
+        return Err(Error::InvalidKey(
+            "key is in the reserved system key space".into(),
+        ));
     }
     Ok(())
 }
@@ -83,7 +89,9 @@ pub fn check_read(ranges: &[ReadRange]) -> Result<()> {
     let mut total = 0usize;
     for r in ranges {
         if r.limit == 0 {
-            return Err(Error::InvalidArgument("limit must be greater than 0".into()));
+            return Err(Error::InvalidArgument(
+                "limit must be greater than 0".into(),
+            ));
         }
         check_read_key(&r.start)?;
         check_read_key(&r.end)?;
@@ -173,7 +181,11 @@ fn check_write_inner(write: &AtomicWrite, allow_system: bool) -> Result<()> {
             }
         }
         if let Some(schedule) = &e.backoff_schedule {
-            check_size(Limit::BackoffIntervals, MAX_BACKOFF_INTERVALS, schedule.len())?;
+            check_size(
+                Limit::BackoffIntervals,
+                MAX_BACKOFF_INTERVALS,
+                schedule.len(),
+            )?;
             for &ms in schedule {
                 if u64::from(ms) > MAX_BACKOFF_INTERVAL_MS {
                     return Err(Error::limit(

@@ -33,7 +33,9 @@ struct State {
 
 impl State {
     fn live(&self, key: &[u8], now: u64) -> Option<&Stored> {
-        self.map.get(key).filter(|s| s.expire_at_ms.is_none_or(|e| e > now))
+        self.map
+            .get(key)
+            .filter(|s| s.expire_at_ms.is_none_or(|e| e > now))
     }
 
     fn remove(&mut self, key: &[u8]) {
@@ -57,7 +59,9 @@ impl State {
             if *e > now {
                 break;
             }
-            let Some((_, key)) = self.expiries.pop_first() else { break };
+            let Some((_, key)) = self.expiries.pop_first() else {
+                break;
+            };
             self.map.remove(&key);
         }
     }
@@ -113,9 +117,10 @@ fn read_range(state: &State, r: &ReadRange, now: u64) -> Vec<RawEntry> {
     if r.start >= r.end {
         return Vec::new();
     }
-    let range = state
-        .map
-        .range::<[u8], _>((Bound::Included(r.start.as_slice()), Bound::Excluded(r.end.as_slice())));
+    let range = state.map.range::<[u8], _>((
+        Bound::Included(r.start.as_slice()),
+        Bound::Excluded(r.end.as_slice()),
+    ));
     let live = |(k, s): (&Vec<u8>, &Stored)| {
         s.expire_at_ms.is_none_or(|e| e > now).then(|| RawEntry {
             key: k.clone(),
@@ -147,7 +152,10 @@ impl Backend for MemoryBackend {
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
         if !write.enqueues.is_empty() {
-            return Err(Error::Unsupported { backend: "memory".into(), op: "enqueue" });
+            return Err(Error::Unsupported {
+                backend: "memory".into(),
+                op: "enqueue",
+            });
         }
         let mut state = self.lock();
         if state.closed {
@@ -176,9 +184,14 @@ impl Backend for MemoryBackend {
                 None => state.live(&key, now).map(|s| s.value.clone()),
             };
             let next = match apply(&m.kind, current.as_ref())? {
-                Applied::Put { value, expire_at_ms } => {
-                    Some(Stored { value, versionstamp, expire_at_ms })
-                }
+                Applied::Put {
+                    value,
+                    expire_at_ms,
+                } => Some(Stored {
+                    value,
+                    versionstamp,
+                    expire_at_ms,
+                }),
                 Applied::Deleted => None,
             };
             overlay.insert(key, next);
@@ -192,7 +205,8 @@ impl Backend for MemoryBackend {
             }
         }
         drop(state);
-        self.hub.notify(write.mutations.iter().map(|m| m.key.as_slice()));
+        self.hub
+            .notify(write.mutations.iter().map(|m| m.key.as_slice()));
         Ok(CommitOutcome::Committed { versionstamp })
     }
 
@@ -219,5 +233,10 @@ impl Backend for MemoryBackend {
 pub fn point_range(key: &[u8]) -> ReadRange {
     let mut end = key.to_vec();
     end.push(0);
-    ReadRange { start: key.to_vec(), end, limit: 1, reverse: false }
+    ReadRange {
+        start: key.to_vec(),
+        end,
+        limit: 1,
+        reverse: false,
+    }
 }

@@ -4,10 +4,10 @@
 use async_trait::async_trait;
 use futures::StreamExt;
 
+use crate::Result;
 use crate::backend::{
     AtomicWrite, Backend, CommitOutcome, Consistency, RawEntry, ReadRange, WatchStream,
 };
-use crate::Result;
 
 /// A [`Backend`] that prepends `prefix` to every key it passes to `inner`
 /// and strips it from every key it returns. Two `PrefixBackend`s whose
@@ -24,7 +24,10 @@ pub struct PrefixBackend<B> {
 impl<B: Backend> PrefixBackend<B> {
     /// Wraps `inner` under `prefix`.
     pub fn new(inner: B, prefix: impl Into<Vec<u8>>) -> Self {
-        PrefixBackend { inner, prefix: prefix.into() }
+        PrefixBackend {
+            inner,
+            prefix: prefix.into(),
+        }
     }
 
     fn add(&self, key: &[u8]) -> Vec<u8> {
@@ -54,7 +57,11 @@ impl<B: Backend> Backend for PrefixBackend<B> {
     ) -> Result<Vec<Vec<RawEntry>>> {
         let ranges = ranges
             .into_iter()
-            .map(|r| ReadRange { start: self.add(&r.start), end: self.add(&r.end), ..r })
+            .map(|r| ReadRange {
+                start: self.add(&r.start),
+                end: self.add(&r.end),
+                ..r
+            })
             .collect();
         let out = self.inner.snapshot_read(ranges, consistency).await?;
         Ok(out
@@ -103,4 +110,3 @@ impl<B: Backend> Backend for PrefixBackend<B> {
         // The namespace does not own the wrapped backend.
     }
 }
-

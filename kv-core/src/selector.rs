@@ -20,12 +20,20 @@ pub struct Selector {
 impl Selector {
     /// All keys strictly under `prefix`; `Key::empty()` selects everything.
     pub fn prefix(prefix: impl Into<Key>) -> Self {
-        Selector { prefix: Some(prefix.into()), start: None, end: None }
+        Selector {
+            prefix: Some(prefix.into()),
+            start: None,
+            end: None,
+        }
     }
 
     /// Keys in `[start, end)`.
     pub fn range(start: impl Into<Key>, end: impl Into<Key>) -> Self {
-        Selector { prefix: None, start: Some(start.into()), end: Some(end.into()) }
+        Selector {
+            prefix: None,
+            start: Some(start.into()),
+            end: Some(end.into()),
+        }
     }
 
     /// Starts at `start` (inclusive), which must lie under the prefix.

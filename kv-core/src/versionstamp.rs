@@ -43,9 +43,9 @@ impl Versionstamp {
     /// # Errors
     /// [`Error::InvalidVersionstamp`] when `bytes` is not 10 bytes long.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
-        let arr: [u8; 10] = bytes
-            .try_into()
-            .map_err(|_| Error::InvalidVersionstamp(format!("expected 10 bytes, got {}", bytes.len())))?;
+        let arr: [u8; 10] = bytes.try_into().map_err(|_| {
+            Error::InvalidVersionstamp(format!("expected 10 bytes, got {}", bytes.len()))
+        })?;
         Ok(Versionstamp(arr))
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 
-use futures::channel::mpsc;
 use futures::StreamExt;
+use futures::channel::mpsc;
 use futures::future::BoxFuture;
 
 use crate::Result;
@@ -66,9 +66,15 @@ impl WatchHub {
         let id = state.next_id;
         state.next_id += 1;
         if !state.closed {
-            state.subscribers.push((id, (keys.map(|k| k.into_iter().collect()), tx)));
+            state
+                .subscribers
+                .push((id, (keys.map(|k| k.into_iter().collect()), tx)));
         }
-        Subscription { id, hub: Arc::downgrade(&self.inner), rx }
+        Subscription {
+            id,
+            hub: Arc::downgrade(&self.inner),
+            rx,
+        }
     }
 
     /// Wakes the watchers of any of `keys`.
@@ -103,7 +109,8 @@ impl WatchHub {
 }
 
 /// Reads the current state of the watched keys, in order.
-pub type ReadKeys = Arc<dyn Fn() -> BoxFuture<'static, Result<Vec<Option<RawEntry>>>> + Send + Sync>;
+pub type ReadKeys =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<Vec<Option<RawEntry>>>> + Send + Sync>;
 
 /// A watch stream: emits `read()` at once, then again after each wake-up of
 /// `subscription` that changed a versionstamp, ending when the hub closes.
@@ -113,7 +120,10 @@ pub fn watch_stream(subscription: Subscription, read: ReadKeys) -> WatchStream {
         sub: Option<Subscription>,
         last: Option<Vec<Option<crate::Versionstamp>>>,
     }
-    let state = State { sub: Some(subscription), last: None };
+    let state = State {
+        sub: Some(subscription),
+        last: None,
+    };
     futures::stream::unfold(state, move |mut state| {
         let read = read.clone();
         async move {
@@ -124,8 +134,10 @@ pub fn watch_stream(subscription: Subscription, read: ReadKeys) -> WatchStream {
                 }
                 match read().await {
                     Ok(entries) => {
-                        let stamps: Vec<_> =
-                            entries.iter().map(|e| e.as_ref().map(|e| e.versionstamp)).collect();
+                        let stamps: Vec<_> = entries
+                            .iter()
+                            .map(|e| e.as_ref().map(|e| e.versionstamp))
+                            .collect();
                         if state.last.as_ref() == Some(&stamps) {
                             continue;
                         }

@@ -9,11 +9,15 @@ use kv::{KvValue, ListOptions, Selector, SetOptions, key};
 
 #[tokio::main]
 async fn main() -> Result<(), kv::Error> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "quickstart.sqlite3".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "quickstart.sqlite3".into());
     let db = kv::open(&path).await?;
 
-    db.set(key!["users", "alice"], KvValue::Bytes(b"Alice".to_vec())).await?;
-    db.set(key!["users", "bob"], KvValue::Bytes(b"Bob".to_vec())).await?;
+    db.set(key!["users", "alice"], KvValue::Bytes(b"Alice".to_vec()))
+        .await?;
+    db.set(key!["users", "bob"], KvValue::Bytes(b"Bob".to_vec()))
+        .await?;
     db.set_with(
         key!["sessions", "s1"],
         KvValue::Bytes(b"token".to_vec()),

@@ -64,7 +64,10 @@ fn parse(url: &str) -> Result<Target<'_>> {
     if url == ":memory:" || url == "sqlite::memory:" {
         return Ok(Target::SqliteMemory);
     }
-    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
         if path.is_empty() {
             return Err(Error::InvalidArgument("Filename cannot be empty".into()));
         }
@@ -101,7 +104,10 @@ mod sqlite {
     use super::*;
 
     fn disabled() -> Error {
-        Error::Unsupported { backend: "sqlite".into(), op: "open (enable the `sqlite` feature)" }
+        Error::Unsupported {
+            backend: "sqlite".into(),
+            op: "open (enable the `sqlite` feature)",
+        }
     }
 
     pub(super) fn open(_path: &str) -> Result<Arc<dyn Backend>> {
@@ -121,8 +127,14 @@ mod tests {
     fn urls_pick_backends() {
         assert_eq!(parse("memory:").ok(), Some(Target::Memory));
         assert_eq!(parse(":memory:").ok(), Some(Target::SqliteMemory));
-        assert_eq!(parse("sqlite:/tmp/a.db").ok(), Some(Target::Sqlite("/tmp/a.db")));
-        assert_eq!(parse("./data.sqlite3").ok(), Some(Target::Sqlite("./data.sqlite3")));
+        assert_eq!(
+            parse("sqlite:/tmp/a.db").ok(),
+            Some(Target::Sqlite("/tmp/a.db"))
+        );
+        assert_eq!(
+            parse("./data.sqlite3").ok(),
+            Some(Target::Sqlite("./data.sqlite3"))
+        );
         assert!(parse("").is_err());
         assert!(parse(":foo").is_err());
         assert!(parse("ftp://x").is_err());

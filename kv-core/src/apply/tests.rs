@@ -5,7 +5,12 @@ fn v8(hex: &str) -> KvValue {
 }
 
 fn sum(value: KvValue) -> MutationKind {
-    MutationKind::Sum { value, min: None, max: None, clamp: false }
+    MutationKind::Sum {
+        value,
+        min: None,
+        max: None,
+        clamp: false,
+    }
 }
 
 fn stored(applied: Applied) -> KvValue {
@@ -30,9 +35,15 @@ fn u64_sum_wraps_and_min_max_compare() {
 #[test]
 fn u64_ops_reject_other_types_with_deno_messages() {
     let err = apply(&sum(KvValue::U64(1)), Some(&KvValue::Bytes(vec![1]))).unwrap_err();
-    assert_eq!(err.to_string(), "Failed to perform 'sum' mutation on a non-U64 value in the database");
+    assert_eq!(
+        err.to_string(),
+        "Failed to perform 'sum' mutation on a non-U64 value in the database"
+    );
     let err = apply(&MutationKind::Min(v8("ff104902")), None).unwrap_err();
-    assert_eq!(err.to_string(), "Failed to perform 'min' mutation on a non-U64 operand");
+    assert_eq!(
+        err.to_string(),
+        "Failed to perform 'min' mutation on a non-U64 operand"
+    );
 }
 
 #[test]
@@ -42,7 +53,15 @@ fn v8_sum_reserialises_like_deno() {
     assert_eq!(stored(r), v8("ff0f4e000000000000f03f"));
     let r = apply(&sum(v8("ff105a100100000000000000")), None).expect("ok");
     assert_eq!(stored(r), v8("ff0f5a0201"));
-    let r = apply(&sum(v8(&format!("ff105a20{}01{}", "00".repeat(8), "00".repeat(7)))), None).expect("ok");
+    let r = apply(
+        &sum(v8(&format!(
+            "ff105a20{}01{}",
+            "00".repeat(8),
+            "00".repeat(7)
+        ))),
+        None,
+    )
+    .expect("ok");
     assert_eq!(stored(r), v8("ff0f5a12000000000000000001"));
     let r = apply(&sum(v8("ff105a00")), None).expect("ok");
     assert_eq!(stored(r), v8("ff0f5a0200"));
@@ -65,7 +84,10 @@ fn v8_sum_type_errors() {
     let r = apply(&sum(big), Some(&KvValue::U64(u64::MAX))).expect("ok");
     assert_eq!(stored(r), KvValue::U64(0));
     let e = apply(&sum(v8("ff10220568656c6c6f")), None).unwrap_err();
-    assert_eq!(e.to_string(), "Some of the parameters are not valid V8 values");
+    assert_eq!(
+        e.to_string(),
+        "Some of the parameters are not valid V8 values"
+    );
     let e = apply(&sum(num), Some(&v8("ff10220568656c6c6f"))).unwrap_err();
     assert_eq!(e.to_string(), "unsupported value type");
 }
@@ -80,7 +102,10 @@ fn v8_sum_bounds() {
     };
     let current = v8("ff104902"); // 1
     let e = apply(&bounded(false), Some(&current)).unwrap_err();
-    assert_eq!(e.to_string(), "The result of a Sum operation would exceed its range limit");
+    assert_eq!(
+        e.to_string(),
+        "The result of a Sum operation would exceed its range limit"
+    );
     let r = apply(&bounded(true), Some(&current)).expect("ok");
     assert_eq!(stored(r), v8("ff0f4e0000000000001440"));
     let mixed = MutationKind::Sum {
@@ -90,7 +115,10 @@ fn v8_sum_bounds() {
         clamp: false,
     };
     let e = apply(&mixed, None).unwrap_err();
-    assert_eq!(e.to_string(), "Min/max parameters have different types than the operand");
+    assert_eq!(
+        e.to_string(),
+        "Min/max parameters have different types than the operand"
+    );
 }
 
 #[test]

@@ -7,13 +7,19 @@ use serde_json::Value;
 use super::*;
 
 fn vectors() -> Vec<Value> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference/key-vectors.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/reference/key-vectors.json"
+    );
     let text = std::fs::read_to_string(path).expect("key-vectors.json is in ../shared/reference");
     serde_json::from_str::<Vec<Value>>(&text).expect("valid JSON")
 }
 
 fn part_from_json(v: &Value) -> KeyPart {
-    let (kind, value) = v.as_object().and_then(|o| o.iter().next()).expect("one member");
+    let (kind, value) = v
+        .as_object()
+        .and_then(|o| o.iter().next())
+        .expect("one member");
     match kind.as_str() {
         "string" => KeyPart::String(value.as_str().expect("string").to_owned()),
         "bytes" => KeyPart::Bytes(hex::decode(value.as_str().expect("hex")).expect("hex")),
@@ -45,9 +51,18 @@ fn all_reference_vectors_encode_and_decode() {
     assert_eq!(vectors.len(), 61);
     for v in &vectors {
         let desc = v["description"].as_str().expect("description");
-        let key = Key(v["key"].as_array().expect("array").iter().map(part_from_json).collect());
+        let key = Key(v["key"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(part_from_json)
+            .collect());
         let hex_expected = v["hex"].as_str().expect("hex");
-        assert_eq!(hex::encode(key.encode().expect("encodable")), hex_expected, "{desc}");
+        assert_eq!(
+            hex::encode(key.encode().expect("encodable")),
+            hex_expected,
+            "{desc}"
+        );
         let decoded = Key::decode(&hex::decode(hex_expected).expect("hex")).expect("decodable");
         assert_eq!(decoded.0.len(), key.0.len(), "{desc}");
         for (a, b) in decoded.0.iter().zip(&key.0) {
@@ -61,7 +76,12 @@ fn vectors_sorted_by_bytes_are_sorted_by_value() {
     let mut keys: Vec<(Vec<u8>, Key)> = vectors()
         .iter()
         .map(|v| {
-            let key = Key(v["key"].as_array().expect("array").iter().map(part_from_json).collect());
+            let key = Key(v["key"]
+                .as_array()
+                .expect("array")
+                .iter()
+                .map(part_from_json)
+                .collect());
             (key.encode().expect("encodable"), key)
         })
         .collect();
@@ -82,16 +102,23 @@ fn decoder_edge_cases() {
         assert!(dec(bad).is_err(), "{bad} must not decode");
     }
     let nan_payload = KeyPart::Float(f64::from_bits(0x7ff0_0000_0000_0001));
-    assert_eq!(hex::encode(Key(vec![nan_payload]).encode().expect("ok")), "21fff8000000000000");
+    assert_eq!(
+        hex::encode(Key(vec![nan_payload]).encode().expect("ok")),
+        "21fff8000000000000"
+    );
     let too_big = BigInt::from(1) << (256 * 8 - 1);
-    assert!(matches!(Key(vec![KeyPart::Int(too_big)]).encode(), Err(Error::InvalidKey(_))));
+    assert!(matches!(
+        Key(vec![KeyPart::Int(too_big)]).encode(),
+        Err(Error::InvalidKey(_))
+    ));
 }
 
 fn arb_part() -> impl Strategy<Value = KeyPart> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..6).prop_map(KeyPart::Bytes),
         "[a\u{0}\u{7f}é😀]{0,5}".prop_map(KeyPart::String),
-        (any::<i128>(), 0u32..3).prop_map(|(i, shift)| KeyPart::Int(BigInt::from(i) << (shift * 40))),
+        (any::<i128>(), 0u32..3)
+            .prop_map(|(i, shift)| KeyPart::Int(BigInt::from(i) << (shift * 40))),
         any::<f64>().prop_map(KeyPart::Float),
         Just(KeyPart::False),
         Just(KeyPart::True),
