@@ -1,0 +1,75 @@
+//! The one place where SQLite's errors become [`kv_core::Error`]s.
+
+use std::sync::Arc;
+
+use rusqlite::ErrorCode;
+
+/// The backend's name in errors and logs.
+pub(crate) const BACKEND: &str = "sqlite";
+
+/// A failure of the SQLite engine or of the database file.
+///
+/// It reaches users inside [`kv_core::Error::Backend`] (as the `source`),
+/// except for `SQLITE_BUSY`/`SQLITE_LOCKED`, which become the retryable
+/// [`kv_core::Error::Unavailable`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqliteError {
+    /// The engine reported an error.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file was written by an incompatible version of Deno KV or kv.
+    #[error(
+        "unsupported database schema: migration_state says version {found}, \
+         this build reads only version {expected}"
+    )]
+    SchemaVersion {
+        /// The version stored in the file.
+        found: i64,
+        /// The version this build reads.
+        expected: i64,
+    },
+    /// SQLite refused `PRAGMA synchronous = FULL`, so commits would not be
+    /// durable.
+    #[error("PRAGMA synchronous is {0} after setting it to FULL (2)")]
+    NotDurable(i64),
+    /// SQLite refused to put the file in WAL mode.
+    #[error("PRAGMA journal_mode is {0:?} after setting it to \"wal\"")]
+    NotWal(String),
+    /// A stored row cannot be decoded (unknown value encoding, bad LE64).
+    #[error("a stored value cannot be decoded: {0}")]
+    Value(#[source] kv_core::Error),
+    /// A worker thread could not be started.
+    #[error("could not start a worker thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The same failure reported to every write of a failed group commit.
+    #[error(transparent)]
+    Shared(Arc<SqliteError>),
+}
+
+impl SqliteError {
+    /// Whether SQLite reported `SQLITE_BUSY` or `SQLITE_LOCKED`: another
+    /// connection holds a lock, and retrying later may succeed.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            SqliteError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+            ),
+            SqliteError::Shared(e) => e.is_busy(),
+            _ => false,
+        }
+    }
+}
+
+impl From<SqliteError> for kv_core::Error {
+    fn from(e: SqliteError) -> Self {
+        if e.is_busy() {
+            return kv_core::Error::Unavailable {
+                backend: BACKEND.into(),
+                message: e.to_string(),
+            };
+        }
+        kv_core::Error::backend(BACKEND, e)
+    }
+}

@@ -1,0 +1,122 @@
+//! Opening connections and the on-disk schema, which is exactly the one
+//! Deno's own SQLite backend leaves at migration version 3, so that files
+//! move freely between Deno and kv.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::error::SqliteError;
+
+/// The schema version Deno records in `migration_state` for this layout.
+pub(crate) const SCHEMA_VERSION: i64 = 3;
+
+/// How long SQLite itself waits for another connection's lock before it
+/// reports `SQLITE_BUSY`.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+const CREATE_MIGRATION_STATE: &str = "create table if not exists migration_state(
+  k integer not null primary key,
+  version integer not null
+)";
+
+const CREATE_SCHEMA: &str = "
+create table if not exists data_version (
+  k integer primary key,
+  version integer not null,
+  seq integer not null default 0
+);
+insert or ignore into data_version (k, version) values (0, 0);
+create table if not exists kv (
+  k blob primary key,
+  v blob not null,
+  v_encoding integer not null,
+  version integer not null,
+  seq integer not null default 0,
+  expiration_ms integer not null default -1
+) without rowid;
+create table if not exists queue (
+  ts integer not null,
+  id text not null,
+  data blob not null,
+  backoff_schedule text not null,
+  keys_if_undelivered blob not null,
+  primary key (ts, id)
+);
+create table if not exists queue_running(
+  deadline integer not null,
+  id text not null,
+  data blob not null,
+  backoff_schedule text not null,
+  keys_if_undelivered blob not null,
+  primary key (deadline, id)
+);
+create index if not exists kv_expiration_ms_idx on kv (expiration_ms);
+";
+
+/// Opens the connection that writes: WAL (for files), `synchronous = FULL`
+/// (read back), and the schema created or verified.
+pub(crate) fn open_writer(path: Option<&Path>) -> Result<Connection, SqliteError> {
+    let mut conn = match path {
+        // URI file names stay disabled, as in Deno: a path is a path.
+        Some(path) => Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?,
+        None => Connection::open_in_memory()?,
+    };
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    if path.is_some() {
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(SqliteError::NotWal(mode));
+        }
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |row| row.get(0))?;
+    if synchronous != 2 {
+        return Err(SqliteError::NotDurable(synchronous));
+    }
+    init_schema(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens a connection that only reads an existing file.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, SqliteError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "query_only", true)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+fn init_schema(conn: &mut Connection) -> Result<(), SqliteError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(CREATE_MIGRATION_STATE, [])?;
+    let version: Option<i64> = tx
+        .query_row("select version from migration_state where k = 0", [], |row| row.get(0))
+        .optional()?;
+    match version {
+        None => {
+            tx.execute_batch(CREATE_SCHEMA)?;
+            tx.execute(
+                "insert into migration_state (k, version) values (0, ?1)",
+                [SCHEMA_VERSION],
+            )?;
+        }
+        Some(SCHEMA_VERSION) => tx.execute_batch(CREATE_SCHEMA)?,
+        Some(found) => {
+            return Err(SqliteError::SchemaVersion { found, expected: SCHEMA_VERSION });
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Row-level reads and writes of the `kv` and `data_version` tables.
+//!
+//! A row is live when `expiration_ms < 0` (never expires) or lies after
+//! `now`; expired rows stay on disk until the sweep deletes them but are
+//! never returned and count as absent for checks and mutations.
+
+use kv_core::backend::{RawEntry, ReadRange};
+use kv_core::{KvValue, Versionstamp};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::SqliteError;
+
+const POINT_GET: &str = "select v, v_encoding, version from kv \
+     where k = ?1 and (expiration_ms < 0 or expiration_ms > ?2)";
+const RANGE_SCAN: &str = "select k, v, v_encoding, version from kv \
+     where k >= ?1 and k < ?2 and (expiration_ms < 0 or expiration_ms > ?3) \
+     order by k asc limit ?4";
+const RANGE_SCAN_REVERSE: &str = "select k, v, v_encoding, version from kv \
+     where k >= ?1 and k < ?2 and (expiration_ms < 0 or expiration_ms > ?3) \
+     order by k desc limit ?4";
+const POINT_VERSION: &str = "select version from kv \
+     where k = ?1 and (expiration_ms < 0 or expiration_ms > ?2)";
+const POINT_VALUE: &str = "select v, v_encoding from kv \
+     where k = ?1 and (expiration_ms < 0 or expiration_ms > ?2)";
+const UPSERT: &str = "insert into kv (k, v, v_encoding, version, expiration_ms) \
+     values (?1, ?2, ?3, ?4, ?5) on conflict(k) do update set \
+     v = excluded.v, v_encoding = excluded.v_encoding, version = excluded.version, \
+     expiration_ms = excluded.expiration_ms";
+const DELETE: &str = "delete from kv where k = ?1";
+const GET_COUNTER: &str = "select version from data_version where k = 0";
+const SET_COUNTER: &str = "update data_version set version = ?1 where k = 0";
+const DELETE_EXPIRED: &str =
+    "delete from kv where expiration_ms >= 0 and expiration_ms <= ?1 returning k";
+const EARLIEST_EXPIRY: &str =
+    "select expiration_ms from kv where expiration_ms >= 0 order by expiration_ms limit 1";
+
+/// Clock milliseconds as SQLite stores them.
+fn ms(now: u64) -> i64 {
+    i64::try_from(now).unwrap_or(i64::MAX)
+}
+
+fn versionstamp(version: i64) -> Versionstamp {
+    Versionstamp::from_counter(version as u64)
+}
+
+fn value(data: Vec<u8>, encoding: i64) -> Result<KvValue, SqliteError> {
+    KvValue::from_encoded(encoding, data).map_err(SqliteError::Value)
+}
+
+/// The key of a range that holds exactly one key (`[k, k ++ 00)`), if so.
+fn point_key(r: &ReadRange) -> Option<&[u8]> {
+    let (last, head) = r.end.split_last()?;
+    (*last == 0 && head == r.start.as_slice()).then_some(r.start.as_slice())
+}
+
+/// Reads `ranges` in one snapshot: one read transaction when there are
+/// several, a single statement already is one.
+pub(crate) fn read_ranges(
+    conn: &Connection,
+    ranges: &[ReadRange],
+    now: u64,
+) -> Result<Vec<Vec<RawEntry>>, SqliteError> {
+    if ranges.len() <= 1 {
+        return ranges.iter().map(|r| read_range(conn, r, now)).collect();
+    }
+    conn.prepare_cached("begin deferred")?.execute([])?;
+    let out: Result<Vec<_>, _> = ranges.iter().map(|r| read_range(conn, r, now)).collect();
+    // Ending a read-only transaction cannot lose anything; the read result
+    // matters more than an error from ending it.
+    let end = if out.is_ok() { "commit" } else { "rollback" };
+    let ended = conn.prepare_cached(end).and_then(|mut s| s.execute([]));
+    let out = out?;
+    ended?;
+    Ok(out)
+}
+
+fn read_range(conn: &Connection, r: &ReadRange, now: u64) -> Result<Vec<RawEntry>, SqliteError> {
+    if r.start >= r.end || r.limit == 0 {
+        return Ok(Vec::new());
+    }
+    if let Some(key) = point_key(r) {
+        let mut stmt = conn.prepare_cached(POINT_GET)?;
+        let row = stmt
+            .query_row(params![key, ms(now)], |row| {
+                Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+            })
+            .optional()?;
+        return match row {
+            None => Ok(Vec::new()),
+            Some((v, encoding, version)) => Ok(vec![RawEntry {
+                key: key.to_vec(),
+                value: value(v, encoding)?,
+                versionstamp: versionstamp(version),
+            }]),
+        };
+    }
+    let sql = if r.reverse { RANGE_SCAN_REVERSE } else { RANGE_SCAN };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params![r.start, r.end, ms(now), i64::from(r.limit)])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(RawEntry {
+            key: row.get(0)?,
+            value: value(row.get(1)?, row.get(2)?)?,
+            versionstamp: versionstamp(row.get(3)?),
+        });
+    }
+    Ok(out)
+}
+
+/// The versionstamp of `key` if it is live.
+pub(crate) fn live_versionstamp(
+    conn: &Connection,
+    key: &[u8],
+    now: u64,
+) -> Result<Option<Versionstamp>, SqliteError> {
+    let mut stmt = conn.prepare_cached(POINT_VERSION)?;
+    let version: Option<i64> = stmt.query_row(params![key, ms(now)], |row| row.get(0)).optional()?;
+    Ok(version.map(versionstamp))
+}
+
+/// The value of `key` if it is live.
+pub(crate) fn live_value(
+    conn: &Connection,
+    key: &[u8],
+    now: u64,
+) -> Result<Option<KvValue>, SqliteError> {
+    let mut stmt = conn.prepare_cached(POINT_VALUE)?;
+    let row = stmt
+        .query_row(params![key, ms(now)], |row| {
+            Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?))
+        })
+        .optional()?;
+    row.map(|(v, encoding)| value(v, encoding)).transpose()
+}
+
+/// Writes `key` (replacing value, version and expiry).
+pub(crate) fn put(
+    conn: &Connection,
+    key: &[u8],
+    value: &KvValue,
+    version: u64,
+    expire_at_ms: Option<u64>,
+) -> Result<(), SqliteError> {
+    let data = match value {
+        KvValue::V8(b) | KvValue::Bytes(b) => std::borrow::Cow::Borrowed(b.as_slice()),
+        KvValue::U64(n) => std::borrow::Cow::Owned(n.to_le_bytes().to_vec()),
+    };
+    let expiration = expire_at_ms.map_or(-1, ms);
+    conn.prepare_cached(UPSERT)?.execute(params![
+        key,
+        data,
+        value.encoding(),
+        ms(version),
+        expiration
+    ])?;
+    Ok(())
+}
+
+/// Removes `key` (a no-op when absent).
+pub(crate) fn delete(conn: &Connection, key: &[u8]) -> Result<(), SqliteError> {
+    conn.prepare_cached(DELETE)?.execute([key])?;
+    Ok(())
+}
+
+/// The commit counter.
+pub(crate) fn counter(conn: &Connection) -> Result<u64, SqliteError> {
+    let version: i64 = conn.prepare_cached(GET_COUNTER)?.query_row([], |row| row.get(0))?;
+    Ok(version as u64)
+}
+
+/// Stores the commit counter.
+pub(crate) fn set_counter(conn: &Connection, counter: u64) -> Result<(), SqliteError> {
+    conn.prepare_cached(SET_COUNTER)?.execute([ms(counter)])?;
+    Ok(())
+}
+
+/// Deletes every expired row and returns the deleted keys.
+pub(crate) fn delete_expired(conn: &Connection, now: u64) -> Result<Vec<Vec<u8>>, SqliteError> {
+    let mut stmt = conn.prepare_cached(DELETE_EXPIRED)?;
+    let keys = stmt.query_map([ms(now)], |row| row.get(0))?.collect::<Result<_, _>>()?;
+    Ok(keys)
+}
+
+/// The earliest stored expiry, if any row expires.
+pub(crate) fn earliest_expiry(conn: &Connection) -> Result<Option<u64>, SqliteError> {
+    let mut stmt = conn.prepare_cached(EARLIEST_EXPIRY)?;
+    let e: Option<i64> = stmt.query_row([], |row| row.get(0)).optional()?;
+    Ok(e.map(|e| e as u64))
+}
+
+/// Runs a cached statement without parameters (`begin`, `savepoint`, …).
+pub(crate) fn exec(conn: &Connection, sql: &str) -> Result<(), SqliteError> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}

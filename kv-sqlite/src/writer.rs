@@ -1,0 +1,335 @@
+//! The writer thread: it owns the connection that writes, commits queued
+//! writes in groups (one transaction and one fsync per group), sweeps
+//! expired rows, and notices other processes' commits.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use futures::channel::oneshot;
+use kv_core::apply::{Applied, apply, versionstamped_key};
+use kv_core::backend::{AtomicWrite, CommitOutcome, Mutation, MutationKind};
+use kv_core::watch::WatchHub;
+use kv_core::{Clock, Versionstamp};
+use rusqlite::Connection;
+
+use crate::error::SqliteError;
+use crate::reader::{ReadRequest, read_with_retry};
+use crate::store;
+
+/// How often the writer looks for commits of other connections (and for
+/// expired rows when the clock has moved).
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// How long the sweep waits after a failure before it tries again.
+const SWEEP_RETRY: Duration = Duration::from_secs(1);
+
+/// Attempts of one transaction while SQLite reports `SQLITE_BUSY` (each
+/// attempt already waits up to the busy timeout).
+const BUSY_ATTEMPTS: u32 = 3;
+
+/// What the writer thread is asked to do.
+pub(crate) enum Request {
+    /// Commit a write.
+    Write(WriteRequest),
+    /// Read, for databases without reader threads (in-memory ones).
+    Read(ReadRequest),
+}
+
+/// One atomic write and where its outcome goes.
+pub(crate) struct WriteRequest {
+    pub(crate) write: AtomicWrite,
+    pub(crate) reply: oneshot::Sender<kv_core::Result<CommitOutcome>>,
+}
+
+/// The state of the writer thread.
+pub(crate) struct Writer {
+    conn: Connection,
+    rx: Receiver<Request>,
+    hub: WatchHub,
+    clock: Arc<dyn Clock>,
+    max_batch: usize,
+    /// Whether other connections may share the file (false in memory).
+    poll_others: bool,
+    data_version: Option<i64>,
+    next_poll: Instant,
+    next_expiry: Option<u64>,
+    sweep_after: Option<Instant>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        rx: Receiver<Request>,
+        hub: WatchHub,
+        clock: Arc<dyn Clock>,
+        max_batch: usize,
+        poll_others: bool,
+    ) -> Self {
+        Writer {
+            conn,
+            rx,
+            hub,
+            clock,
+            max_batch: max_batch.max(1),
+            poll_others,
+            data_version: None,
+            next_poll: Instant::now(),
+            next_expiry: Some(0),
+            sweep_after: None,
+        }
+    }
+
+    /// Serves requests until every sender is gone and the queue is empty.
+    pub(crate) fn run(mut self) {
+        let mut writes = Vec::new();
+        let mut reads = Vec::new();
+        loop {
+            self.maintain();
+            let timeout = self.next_poll.saturating_duration_since(Instant::now());
+            let first = match self.rx.recv_timeout(timeout) {
+                Ok(request) => request,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            // Group commit: take what is already queued, never wait for more.
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
+                match request {
+                    Request::Write(w) => writes.push(w),
+                    Request::Read(r) => reads.push(r),
+                }
+                if writes.len() < self.max_batch && reads.len() < self.max_batch {
+                    next = self.rx.try_recv().ok();
+                }
+            }
+            if !writes.is_empty() {
+                self.commit_batch(std::mem::take(&mut writes));
+            }
+            for r in reads.drain(..) {
+                if !r.reply.is_canceled() {
+                    let result = read_with_retry(&self.conn, &r.ranges, self.clock.now_ms());
+                    let _ = r.reply.send(result.map_err(Into::into));
+                }
+            }
+        }
+    }
+
+    /// Background work between requests: other processes' commits and the
+    /// expiry sweep.
+    fn maintain(&mut self) {
+        let now = Instant::now();
+        if now >= self.next_poll {
+            self.next_poll = now + POLL_INTERVAL;
+            if self.poll_others {
+                self.poll_data_version();
+            }
+        }
+        let due = self.next_expiry.is_some_and(|e| e <= self.clock.now_ms());
+        if due && self.sweep_after.is_none_or(|t| now >= t) {
+            self.sweep();
+        }
+    }
+
+    /// `PRAGMA data_version` changes exactly when another connection (in this
+    /// process or another) committed to the file.
+    fn poll_data_version(&mut self) {
+        let version = self
+            .conn
+            .prepare_cached("pragma data_version")
+            .and_then(|mut s| s.query_row([], |row| row.get::<_, i64>(0)));
+        let version = match version {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "kv-sqlite: polling data_version failed");
+                return;
+            }
+        };
+        let changed = self.data_version.is_some_and(|old| old != version);
+        self.data_version = Some(version);
+        if changed {
+            self.hub.notify_all();
+            // The other connection may have written keys that expire.
+            match store::earliest_expiry(&self.conn) {
+                Ok(e) => self.next_expiry = min_expiry(self.next_expiry, e),
+                Err(e) => tracing::warn!(error = %e, "kv-sqlite: reading the next expiry failed"),
+            }
+        }
+    }
+
+    /// Deletes expired rows, advancing the counter by one if any were
+    /// deleted, and wakes the watchers of the deleted keys.
+    fn sweep(&mut self) {
+        let now = self.clock.now_ms();
+        let swept = in_transaction(&self.conn, || {
+            let keys = store::delete_expired(&self.conn, now)?;
+            if !keys.is_empty() {
+                let counter = store::counter(&self.conn)?;
+                store::set_counter(&self.conn, counter + 1)?;
+            }
+            Ok((keys, store::earliest_expiry(&self.conn)?))
+        });
+        match swept {
+            Ok((keys, next)) => {
+                self.next_expiry = next;
+                self.sweep_after = None;
+                if !keys.is_empty() {
+                    self.hub.notify(keys.iter().map(Vec::as_slice));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "kv-sqlite: expiry sweep failed");
+                self.sweep_after = Some(Instant::now() + SWEEP_RETRY);
+            }
+        }
+    }
+
+    /// Commits `writes` in one transaction, each in its own savepoint, then
+    /// replies to every waiter and wakes the watchers.
+    fn commit_batch(&mut self, writes: Vec<WriteRequest>) {
+        let now = self.clock.now_ms();
+        let result = in_transaction(&self.conn, || {
+            let start = store::counter(&self.conn)?;
+            let mut counter = start;
+            let mut outcomes = Vec::with_capacity(writes.len());
+            for w in &writes {
+                outcomes.push(apply_write(&self.conn, &w.write, &mut counter, now)?);
+            }
+            if counter != start {
+                store::set_counter(&self.conn, counter)?;
+            }
+            Ok(outcomes)
+        });
+        let outcomes = match result {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                let e = Arc::new(e);
+                for w in writes {
+                    let _ = w.reply.send(Err(SqliteError::Shared(e.clone()).into()));
+                }
+                return;
+            }
+        };
+        let mut changed: Vec<Vec<u8>> = Vec::new();
+        for (WriteRequest { write, reply }, outcome) in writes.into_iter().zip(outcomes) {
+            if matches!(outcome, Ok(CommitOutcome::Committed { .. })) {
+                for Mutation { key, kind } in write.mutations {
+                    if let MutationKind::Set { expire_at_ms, .. }
+                    | MutationKind::SetSuffixVersionstampedKey { expire_at_ms, .. } = kind
+                    {
+                        self.next_expiry = min_expiry(self.next_expiry, expire_at_ms);
+                    }
+                    changed.push(key);
+                }
+            }
+            let _ = reply.send(outcome);
+        }
+        if !changed.is_empty() {
+            self.hub.notify(changed.iter().map(Vec::as_slice));
+        }
+    }
+}
+
+fn min_expiry(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Runs `f` in an immediate (write-locking) transaction, retrying the whole
+/// transaction while another connection holds the lock.
+fn in_transaction<T>(
+    conn: &Connection,
+    mut f: impl FnMut() -> Result<T, SqliteError>,
+) -> Result<T, SqliteError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = store::exec(conn, "begin immediate").and_then(|()| {
+            let out = f()?;
+            store::exec(conn, "commit")?;
+            Ok(out)
+        });
+        let e = match result {
+            Ok(out) => return Ok(out),
+            Err(e) => e,
+        };
+        // SQLite rolls some failures back by itself; end what is left.
+        if !conn.is_autocommit() {
+            if let Err(rollback) = store::exec(conn, "rollback") {
+                tracing::warn!(error = %rollback, "kv-sqlite: rollback failed");
+            }
+        }
+        if !e.is_busy() || attempt >= BUSY_ATTEMPTS {
+            return Err(e);
+        }
+        std::thread::sleep(Duration::from_millis(5 + u64::from(attempt) * 5));
+    }
+}
+
+/// Evaluates one write inside the batch transaction. The outer error fails
+/// the whole batch (an engine failure); the inner one is this write's own.
+fn apply_write(
+    conn: &Connection,
+    write: &AtomicWrite,
+    counter: &mut u64,
+    now: u64,
+) -> Result<kv_core::Result<CommitOutcome>, SqliteError> {
+    for check in &write.checks {
+        if store::live_versionstamp(conn, &check.key, now)? != check.versionstamp {
+            return Ok(Ok(CommitOutcome::CheckFailed));
+        }
+    }
+    let version = *counter + 1;
+    store::exec(conn, "savepoint w")?;
+    match apply_mutations(conn, &write.mutations, version, now)? {
+        Ok(()) => {
+            store::exec(conn, "release w")?;
+            *counter = version;
+            Ok(Ok(CommitOutcome::Committed { versionstamp: Versionstamp::from_counter(version) }))
+        }
+        Err(e) => {
+            store::exec(conn, "rollback to w")?;
+            store::exec(conn, "release w")?;
+            Ok(Err(e))
+        }
+    }
+}
+
+fn apply_mutations(
+    conn: &Connection,
+    mutations: &[Mutation],
+    version: u64,
+    now: u64,
+) -> Result<kv_core::Result<()>, SqliteError> {
+    let versionstamp = Versionstamp::from_counter(version);
+    for m in mutations {
+        let key = match &m.kind {
+            MutationKind::SetSuffixVersionstampedKey { .. } => {
+                Cow::Owned(versionstamped_key(&m.key, versionstamp))
+            }
+            _ => Cow::Borrowed(m.key.as_slice()),
+        };
+        // Only sum, min and max look at the current value.
+        let current = match &m.kind {
+            MutationKind::Sum { .. } | MutationKind::Min(_) | MutationKind::Max(_) => {
+                match store::live_value(conn, &key, now) {
+                    Ok(v) => v,
+                    Err(e @ SqliteError::Value(_)) => return Ok(Err(e.into())),
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => None,
+        };
+        match apply(&m.kind, current.as_ref()) {
+            Ok(Applied::Put { value, expire_at_ms }) => {
+                store::put(conn, &key, &value, version, expire_at_ms)?;
+            }
+            Ok(Applied::Deleted) => store::delete(conn, &key)?,
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(()))
+}
