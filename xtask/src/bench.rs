@@ -29,7 +29,8 @@ const WORKLOADS: &[(&str, &str, &str, Option<f64>)] = &[
     ),
 ];
 
-const USAGE: &str = "usage: cargo xtask bench embedded [--workload NAME|all] [--only kv|deno]";
+const USAGE: &str = "usage: cargo xtask bench embedded [--workload NAME|all] [--only kv|deno] [--scale F] \
+     [--kv-backend sqlite|memory]";
 
 /// One workload's result from one driver.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,11 +87,16 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
 fn embedded(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     let mut workload = "all".to_owned();
     let mut only: Option<String> = None;
+    let mut scale = "1".to_owned();
+    let mut backend = "sqlite".to_owned();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--workload" => workload = it.next().context(USAGE)?.clone(),
             "--only" => only = Some(it.next().context(USAGE)?.clone()),
+            // Multiplies every count (for a quick smoke run); 1 = the real figures.
+            "--scale" => scale = it.next().context(USAGE)?.clone(),
+            "--kv-backend" => backend = it.next().context(USAGE)?.clone(),
             other => bail!("unknown argument `{other}`\n{USAGE}"),
         }
     }
@@ -117,8 +123,12 @@ fn embedded(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
             .context("building kv-bench")?;
         let bin = target_dir.join("release").join("kv-bench");
         let path = scratch.join("kv.sqlite3");
-        println!("==> kv (SQLite backend): {}", path.display());
-        let out = cmd!(sh, "{bin} --path {path} --workload {workload}").read()?;
+        println!("==> kv ({backend} backend): {}", path.display());
+        let out = cmd!(
+            sh,
+            "{bin} --path {path} --workload {workload} --scale {scale} --backend {backend}"
+        )
+        .read()?;
         kv = parse_records(&out)?;
     }
     let mut deno = Vec::new();
@@ -133,7 +143,7 @@ fn embedded(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
         let script = root.join("bench").join("deno_embedded.ts");
         let out = cmd!(
             sh,
-            "{deno_bin} run -A --unstable-kv {script} --path {path} --workload {workload}"
+            "{deno_bin} run -A --unstable-kv {script} --path {path} --workload {workload} --scale {scale}"
         )
         .env("DENO_NO_UPDATE_CHECK", "1")
         .read()?;
@@ -147,8 +157,13 @@ fn embedded(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     sh.create_dir(&out_dir)?;
     let md = out_dir.join("embedded.md");
     let header = format!(
-        "Embedded, on a file: kv on SQLite (WAL, synchronous=FULL) vs Deno {} `Deno.openKv(path)`, \
-         {} cores. Latencies in µs.\n\n",
+        "Embedded, on a file: kv on {} vs Deno {} `Deno.openKv(path)`, {} cores. \
+         Rates are per second; latencies (p50, p99) in µs.\n\n",
+        if backend == "sqlite" {
+            "SQLite (WAL, synchronous=FULL)"
+        } else {
+            &backend
+        },
         tools::DENO_VERSION,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
@@ -193,11 +208,7 @@ pub(crate) fn render_table(kv: &[Record], deno: &[Record]) -> String {
         let describe = meta.map_or(name.to_owned(), |w| format!("{} ({name})", w.1));
         let unit = meta.map_or("ops/s", |w| w.2).to_owned();
         let cols = |r: &Option<Record>| match r {
-            Some(r) => [
-                thousands(r.rate()),
-                format!("{:.0}", r.p50_us),
-                format!("{:.0}", r.p99_us),
-            ],
+            Some(r) => [thousands(r.rate()), micros(r.p50_us), micros(r.p99_us)],
             None => ["-".to_owned(), "-".to_owned(), "-".to_owned()],
         };
         let ratio = match (&k, &d) {
@@ -256,6 +267,15 @@ pub(crate) fn render_table(kv: &[Record], deno: &[Record]) -> String {
         }
     }
     out
+}
+
+/// A latency in µs: one decimal below 10, whole numbers above.
+fn micros(us: f64) -> String {
+    if us < 10.0 {
+        format!("{us:.1}")
+    } else {
+        thousands(us)
+    }
 }
 
 /// `1234567.8` → `1,234,568`.
