@@ -99,11 +99,9 @@ fn open(args: &Args) -> anyhow::Result<Kv> {
                 .path
                 .as_ref()
                 .context("--path FILE is required for sqlite")?;
-            // Switches to `kv_sqlite::SqliteBackend::open(path)` once kv-sqlite lands.
-            bail!(
-                "the SQLite backend is not built yet ({}); use --backend memory",
-                path.display()
-            )
+            let backend = kv_sqlite::SqliteBackend::open(path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            Ok(Kv::new(backend))
         }
         other => bail!("unknown backend `{other}` (sqlite or memory)"),
     }
