@@ -51,10 +51,12 @@ use futures::FutureExt;
 use futures::channel::oneshot;
 use kv_core::backend::{AtomicWrite, RawEntry, ReadRange, WatchStream};
 use kv_core::watch::{WatchHub, watch_stream};
-use kv_core::{Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock, point_range};
+use kv_core::{
+    Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock, point_range,
+};
 
-pub use crate::error::SqliteError;
 use crate::error::BACKEND;
+pub use crate::error::SqliteError;
 use crate::reader::ReadRequest;
 use crate::writer::{Request, WriteRequest, Writer};
 
@@ -90,12 +92,20 @@ impl SqliteConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
         let path = (path.as_os_str() != ":memory:").then_some(path);
-        SqliteConfig { path, clock: Arc::new(SystemClock), max_batch: DEFAULT_MAX_BATCH }
+        SqliteConfig {
+            path,
+            clock: Arc::new(SystemClock),
+            max_batch: DEFAULT_MAX_BATCH,
+        }
     }
 
     /// A private database in memory, gone when the backend closes.
     pub fn in_memory() -> Self {
-        SqliteConfig { path: None, clock: Arc::new(SystemClock), max_batch: DEFAULT_MAX_BATCH }
+        SqliteConfig {
+            path: None,
+            clock: Arc::new(SystemClock),
+            max_batch: DEFAULT_MAX_BATCH,
+        }
     }
 
     /// Uses `clock` to decide which keys have expired (tests pass a
@@ -122,9 +132,9 @@ impl SqliteConfig {
     pub fn open(self) -> Result<SqliteBackend> {
         let writer_conn = schema::open_writer(self.path.as_deref())?;
         let reader_conns = match &self.path {
-            Some(path) => {
-                (0..READERS).map(|_| schema::open_reader(path)).collect::<Result<Vec<_>, _>>()?
-            }
+            Some(path) => (0..READERS)
+                .map(|_| schema::open_reader(path))
+                .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
         };
         let (write_tx, write_rx) = crossbeam_channel::unbounded();
@@ -152,7 +162,9 @@ impl SqliteConfig {
         for (i, conn) in reader_conns.into_iter().enumerate() {
             let rx = read_rx.clone();
             let clock = self.clock.clone();
-            inner.spawn(format!("kv-sqlite-reader-{i}"), move || reader::run(conn, rx, clock))?;
+            inner.spawn(format!("kv-sqlite-reader-{i}"), move || {
+                reader::run(conn, rx, clock)
+            })?;
         }
         Ok(SqliteBackend { inner })
     }
@@ -204,7 +216,10 @@ impl Inner {
     fn send_write(&self, request: WriteRequest) -> Result<()> {
         let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
         let channels = channels.as_ref().ok_or(Error::Closed)?;
-        channels.writer.send(Request::Write(request)).map_err(|_| Error::Closed)
+        channels
+            .writer
+            .send(Request::Write(request))
+            .map_err(|_| Error::Closed)
     }
 
     fn send_read(&self, request: ReadRequest) -> Result<()> {
@@ -212,7 +227,10 @@ impl Inner {
         let channels = channels.as_ref().ok_or(Error::Closed)?;
         match &channels.reader {
             Some(reader) => reader.send(request).map_err(|_| Error::Closed),
-            None => channels.writer.send(Request::Read(request)).map_err(|_| Error::Closed),
+            None => channels
+                .writer
+                .send(Request::Read(request))
+                .map_err(|_| Error::Closed),
         }
     }
 }
@@ -258,7 +276,9 @@ impl fmt::Debug for SqliteBackend {
             Some(path) => path.display().to_string(),
             None => ":memory:".into(),
         };
-        f.debug_struct("SqliteBackend").field("path", &path).finish_non_exhaustive()
+        f.debug_struct("SqliteBackend")
+            .field("path", &path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -280,7 +300,10 @@ impl Backend for SqliteBackend {
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
         if !write.enqueues.is_empty() {
-            return Err(Error::Unsupported { backend: BACKEND.into(), op: "enqueue" });
+            return Err(Error::Unsupported {
+                backend: BACKEND.into(),
+                op: "enqueue",
+            });
         }
         let (reply, result) = oneshot::channel();
         self.inner.send_write(WriteRequest { write, reply })?;
@@ -304,7 +327,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn close(&self) {
-        let channels = self.inner.channels.write().unwrap_or_else(|e| e.into_inner()).take();
+        let channels = self
+            .inner
+            .channels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if channels.is_none() {
             return;
         }

@@ -102,7 +102,11 @@ fn init_schema(conn: &mut Connection) -> Result<(), SqliteError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(CREATE_MIGRATION_STATE, [])?;
     let version: Option<i64> = tx
-        .query_row("select version from migration_state where k = 0", [], |row| row.get(0))
+        .query_row(
+            "select version from migration_state where k = 0",
+            [],
+            |row| row.get(0),
+        )
         .optional()?;
     match version {
         None => {
@@ -114,7 +118,10 @@ fn init_schema(conn: &mut Connection) -> Result<(), SqliteError> {
         }
         Some(SCHEMA_VERSION) => tx.execute_batch(CREATE_SCHEMA)?,
         Some(found) => {
-            return Err(SqliteError::SchemaVersion { found, expected: SCHEMA_VERSION });
+            return Err(SqliteError::SchemaVersion {
+                found,
+                expected: SCHEMA_VERSION,
+            });
         }
     }
     tx.commit()?;

@@ -82,7 +82,11 @@ fn read_range(conn: &Connection, r: &ReadRange, now: u64) -> Result<Vec<RawEntry
         let mut stmt = conn.prepare_cached(POINT_GET)?;
         let row = stmt
             .query_row(params![key, ms(now)], |row| {
-                Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+                Ok((
+                    row.get::<_, Vec<u8>>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
             })
             .optional()?;
         return match row {
@@ -94,7 +98,11 @@ fn read_range(conn: &Connection, r: &ReadRange, now: u64) -> Result<Vec<RawEntry
             }]),
         };
     }
-    let sql = if r.reverse { RANGE_SCAN_REVERSE } else { RANGE_SCAN };
+    let sql = if r.reverse {
+        RANGE_SCAN_REVERSE
+    } else {
+        RANGE_SCAN
+    };
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params![r.start, r.end, ms(now), i64::from(r.limit)])?;
     let mut out = Vec::new();
@@ -115,7 +123,9 @@ pub(crate) fn live_versionstamp(
     now: u64,
 ) -> Result<Option<Versionstamp>, SqliteError> {
     let mut stmt = conn.prepare_cached(POINT_VERSION)?;
-    let version: Option<i64> = stmt.query_row(params![key, ms(now)], |row| row.get(0)).optional()?;
+    let version: Option<i64> = stmt
+        .query_row(params![key, ms(now)], |row| row.get(0))
+        .optional()?;
     Ok(version.map(versionstamp))
 }
 
@@ -165,7 +175,9 @@ pub(crate) fn delete(conn: &Connection, key: &[u8]) -> Result<(), SqliteError> {
 
 /// The commit counter.
 pub(crate) fn counter(conn: &Connection) -> Result<u64, SqliteError> {
-    let version: i64 = conn.prepare_cached(GET_COUNTER)?.query_row([], |row| row.get(0))?;
+    let version: i64 = conn
+        .prepare_cached(GET_COUNTER)?
+        .query_row([], |row| row.get(0))?;
     Ok(version as u64)
 }
 
@@ -178,7 +190,9 @@ pub(crate) fn set_counter(conn: &Connection, counter: u64) -> Result<(), SqliteE
 /// Deletes every expired row and returns the deleted keys.
 pub(crate) fn delete_expired(conn: &Connection, now: u64) -> Result<Vec<Vec<u8>>, SqliteError> {
     let mut stmt = conn.prepare_cached(DELETE_EXPIRED)?;
-    let keys = stmt.query_map([ms(now)], |row| row.get(0))?.collect::<Result<_, _>>()?;
+    let keys = stmt
+        .query_map([ms(now)], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
     Ok(keys)
 }
 

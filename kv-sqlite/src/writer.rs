@@ -257,10 +257,10 @@ fn in_transaction<T>(
             Err(e) => e,
         };
         // SQLite rolls some failures back by itself; end what is left.
-        if !conn.is_autocommit() {
-            if let Err(rollback) = store::exec(conn, "rollback") {
-                tracing::warn!(error = %rollback, "kv-sqlite: rollback failed");
-            }
+        if !conn.is_autocommit()
+            && let Err(rollback) = store::exec(conn, "rollback")
+        {
+            tracing::warn!(error = %rollback, "kv-sqlite: rollback failed");
         }
         if !e.is_busy() || attempt >= BUSY_ATTEMPTS {
             return Err(e);
@@ -288,7 +288,9 @@ fn apply_write(
         Ok(()) => {
             store::exec(conn, "release w")?;
             *counter = version;
-            Ok(Ok(CommitOutcome::Committed { versionstamp: Versionstamp::from_counter(version) }))
+            Ok(Ok(CommitOutcome::Committed {
+                versionstamp: Versionstamp::from_counter(version),
+            }))
         }
         Err(e) => {
             store::exec(conn, "rollback to w")?;
@@ -324,7 +326,10 @@ fn apply_mutations(
             _ => None,
         };
         match apply(&m.kind, current.as_ref()) {
-            Ok(Applied::Put { value, expire_at_ms }) => {
+            Ok(Applied::Put {
+                value,
+                expire_at_ms,
+            }) => {
                 store::put(conn, &key, &value, version, expire_at_ms)?;
             }
             Ok(Applied::Deleted) => store::delete(conn, &key)?,
