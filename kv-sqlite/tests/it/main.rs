@@ -5,6 +5,7 @@ mod crash;
 mod deno_compat;
 mod expiry;
 mod group_commit;
+mod perf;
 mod watch;
 
 use std::path::{Path, PathBuf};
