@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
 use crate::{conformance, tools};
@@ -10,7 +10,19 @@ use crate::{conformance, tools};
 type StepFn<'a> = Box<dyn Fn() -> anyhow::Result<()> + 'a>;
 
 /// Runs every step in order and stops at the first failure, naming it.
-pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
+/// `--skip a,b` leaves steps out (for local use; CI runs them all).
+pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    let mut skip: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--skip" => {
+                let list = it.next().context("--skip takes a list of step names")?;
+                skip.extend(list.split(',').map(str::to_owned));
+            }
+            other => bail!("unknown argument `{other}`; usage: cargo xtask ci [--skip STEP,..]"),
+        }
+    }
     let steps: Vec<(&str, StepFn<'_>)> = vec![
         ("tools", Box::new(|| step_tools(sh))),
         (
@@ -40,11 +52,20 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
         ("deny", Box::new(|| step_deny(sh))),
     ];
 
+    for name in &skip {
+        if !steps.iter().any(|(step, _)| step == name) {
+            bail!("unknown step `{name}` in --skip");
+        }
+    }
     let total = steps.len();
     let started = Instant::now();
     let mut timings: Vec<(&str, Duration)> = Vec::new();
     for (i, (name, step)) in steps.iter().enumerate() {
         println!();
+        if skip.iter().any(|s| s == name) {
+            println!("==> ci [{}/{total}] {name}: skipped (--skip)", i + 1);
+            continue;
+        }
         println!("==> ci [{}/{total}] {name}", i + 1);
         let t = Instant::now();
         let result = step();

@@ -28,7 +28,8 @@ const HELP: &str = "\
 cargo xtask <command>
 
 commands:
-  ci                          the single gate: tools, fmt, clippy, test, doc, conformance
+  ci [--skip STEP,..]         the single gate: tools, fmt, clippy, test, doc, conformance,
+                              deny (skipped with a note when cargo-deny is not installed)
   conformance [ARGS..]        run the conformance suite (ARGS go to the harness, e.g. a
                               name filter); KV_TEST_URL=<url> runs it against that URL
   bench embedded [--workload NAME]
@@ -43,7 +44,7 @@ fn main() -> anyhow::Result<()> {
     sh.change_dir(project_root());
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
-        Some("ci") => ci::run(&sh),
+        Some("ci") => ci::run(&sh, rest),
         Some("conformance") => conformance::run(&sh, rest),
         Some("bench") => bench::run(&sh, rest),
         Some("crash") => crash(&sh, rest),
