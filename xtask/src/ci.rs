@@ -100,7 +100,11 @@ fn step_tools(sh: &Shell) -> anyhow::Result<()> {
 /// step, which runs it once and prints the matrix; kv-conformance's own unit
 /// tests still run here.
 fn step_test(sh: &Shell) -> anyhow::Result<()> {
-    cmd!(sh, "cargo test --workspace --exclude kv-conformance").run()?;
+    cmd!(
+        sh,
+        "cargo test --workspace --exclude kv-conformance --no-fail-fast"
+    )
+    .run()?;
     cmd!(sh, "cargo test -p kv-conformance --lib").run()?;
     Ok(())
 }
