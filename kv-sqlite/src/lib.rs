@@ -44,6 +44,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use crossbeam_channel::Sender;
@@ -66,6 +67,9 @@ const READERS: usize = 2;
 /// The default for [`SqliteConfig::with_max_batch`].
 const DEFAULT_MAX_BATCH: usize = 256;
 
+/// The default for [`SqliteConfig::with_busy_timeout`].
+const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How to open a [`SqliteBackend`] (builder-lite).
 ///
 /// ```
@@ -84,6 +88,7 @@ pub struct SqliteConfig {
     path: Option<PathBuf>,
     clock: Arc<dyn Clock>,
     max_batch: usize,
+    busy_timeout: Duration,
 }
 
 impl SqliteConfig {
@@ -96,6 +101,7 @@ impl SqliteConfig {
             path,
             clock: Arc::new(SystemClock),
             max_batch: DEFAULT_MAX_BATCH,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
         }
     }
 
@@ -103,8 +109,7 @@ impl SqliteConfig {
     pub fn in_memory() -> Self {
         SqliteConfig {
             path: None,
-            clock: Arc::new(SystemClock),
-            max_batch: DEFAULT_MAX_BATCH,
+            ..SqliteConfig::new(":memory:")
         }
     }
 
@@ -122,6 +127,14 @@ impl SqliteConfig {
         self
     }
 
+    /// How long one attempt waits for another process's lock on the file
+    /// (default 2 s). A commit makes three attempts before it fails with the
+    /// retryable [`Error::Unavailable`].
+    pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
     /// Opens the database and starts its threads.
     ///
     /// # Errors
@@ -130,10 +143,10 @@ impl SqliteConfig {
     /// WAL or `synchronous = FULL`; [`Error::Unavailable`] when another
     /// process keeps it locked.
     pub fn open(self) -> Result<SqliteBackend> {
-        let writer_conn = schema::open_writer(self.path.as_deref())?;
+        let writer_conn = schema::open_writer(self.path.as_deref(), self.busy_timeout)?;
         let reader_conns = match &self.path {
             Some(path) => (0..READERS)
-                .map(|_| schema::open_reader(path))
+                .map(|_| schema::open_reader(path, self.busy_timeout))
                 .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
         };

@@ -12,10 +12,6 @@ use crate::error::SqliteError;
 /// The schema version Deno records in `migration_state` for this layout.
 pub(crate) const SCHEMA_VERSION: i64 = 3;
 
-/// How long SQLite itself waits for another connection's lock before it
-/// reports `SQLITE_BUSY`.
-pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
-
 const CREATE_MIGRATION_STATE: &str = "create table if not exists migration_state(
   k integer not null primary key,
   version integer not null
@@ -57,7 +53,10 @@ create index if not exists kv_expiration_ms_idx on kv (expiration_ms);
 
 /// Opens the connection that writes: WAL (for files), `synchronous = FULL`
 /// (read back), and the schema created or verified.
-pub(crate) fn open_writer(path: Option<&Path>) -> Result<Connection, SqliteError> {
+pub(crate) fn open_writer(
+    path: Option<&Path>,
+    busy_timeout: Duration,
+) -> Result<Connection, SqliteError> {
     let mut conn = match path {
         // URI file names stay disabled, as in Deno: a path is a path.
         Some(path) => Connection::open_with_flags(
@@ -68,7 +67,7 @@ pub(crate) fn open_writer(path: Option<&Path>) -> Result<Connection, SqliteError
         )?,
         None => Connection::open_in_memory()?,
     };
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_timeout(busy_timeout)?;
     conn.set_prepared_statement_cache_capacity(64);
     if path.is_some() {
         let mode: String =
@@ -87,12 +86,12 @@ pub(crate) fn open_writer(path: Option<&Path>) -> Result<Connection, SqliteError
 }
 
 /// Opens a connection that only reads an existing file.
-pub(crate) fn open_reader(path: &Path) -> Result<Connection, SqliteError> {
+pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection, SqliteError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "query_only", true)?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)

@@ -1,6 +1,7 @@
 //! Integration tests of the SQLite backend, one binary with a module per area.
 
 mod basic;
+mod busy;
 mod crash;
 mod deno_compat;
 mod expiry;
