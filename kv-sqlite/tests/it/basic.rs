@@ -135,8 +135,11 @@ async fn dropped_handle_without_close_keeps_data() -> TestResult {
     {
         let kv = db.kv()?;
         kv.set(key!["a"], KvValue::U64(1)).await?;
+        assert!(db.wal_exists());
     }
-    // Dropping the last handle stopped the threads and released the file.
+    // Dropping the last handle stopped the threads, which closed their
+    // connections; the last one to close checkpoints and removes the WAL.
+    assert!(!db.wal_exists(), "a connection is still open");
     let kv = db.kv()?;
     assert_eq!(
         kv.get(key!["a"]).await?.expect("set").value,
@@ -151,6 +154,7 @@ async fn close_is_idempotent_and_final() -> TestResult {
     let kv = db.kv()?;
     kv.set(key!["a"], KvValue::U64(1)).await?;
     kv.close().await;
+    assert!(!db.wal_exists(), "close left a connection open");
     kv.close().await;
     assert!(matches!(kv.get(key!["a"]).await, Err(Error::Closed)));
     assert!(matches!(

@@ -54,6 +54,14 @@ impl TempDb {
         Ok(Kv::new(backend).with_clock(clock))
     }
 
+    /// Whether the write-ahead log exists; SQLite removes it when the last
+    /// connection to the file closes.
+    fn wal_exists(&self) -> bool {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        Path::new(&wal).exists()
+    }
+
     /// A plain rusqlite connection to inspect the file.
     fn raw(&self) -> anyhow::Result<rusqlite::Connection> {
         Ok(rusqlite::Connection::open(&self.path)?)
