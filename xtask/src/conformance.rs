@@ -1,13 +1,23 @@
 //! `cargo xtask conformance`: runs the conformance harness
 //! (`kv-conformance/tests/conformance.rs`, libtest-mimic) and prints a
 //! target × area matrix of its `<target>::<area>::<case>` results.
+//!
+//! Besides the harness's in-process targets it runs the suite against real
+//! `kv serve` processes (column `server-sqlite`, later `server-redb`): a
+//! server on `127.0.0.1:0`, its `listening on` line read, the URL and token
+//! handed to the harness, then SIGTERM and a required clean exit.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use xshell::Shell;
+use xshell::{Shell, cmd};
+
+use crate::project_root;
 
 /// The outcome of one case, as libtest prints it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,47 +170,29 @@ impl Matrix {
     }
 }
 
-/// Runs the harness, passing `args` through, and fails on any failed case,
-/// on a harness failure, or when no case ran.
+/// Runs the harness on the in-process targets, then (unless `KV_TEST_URL`
+/// is set) against real `kv serve` processes, passing `args` through to
+/// every run. Fails on any failed case, on a harness or server failure, or
+/// when no case ran.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
-    if std::env::var_os("KV_TEST_URL").is_some() {
+    let mut matrix = Matrix::default();
+    let mut problems: Vec<String> = Vec::new();
+
+    let external = std::env::var("KV_TEST_URL").is_ok_and(|u| !u.is_empty());
+    if external {
         println!("KV_TEST_URL is set: the harness runs only that URL");
     }
-    let mut command = Command::new("cargo");
-    command
-        .current_dir(sh.current_dir())
-        .args([
-            "test",
-            "-p",
-            "kv-conformance",
-            "--test",
-            "conformance",
-            "--",
-        ])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    println!(
-        "$ cargo test -p kv-conformance --test conformance -- {}",
-        args.join(" ")
-    );
-    let mut child = command.spawn().context("spawning cargo test")?;
-    let stdout = child.stdout.take().context("the child's stdout is piped")?;
-
-    let mut matrix = Matrix::default();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.context("reading the harness output")?;
-        match parse_line(&line) {
-            // Passing cases are counted, not echoed: the matrix shows them.
-            Some((name, Outcome::Ok)) => matrix.record(name, Outcome::Ok),
-            Some((name, outcome)) => {
-                println!("{line}");
-                matrix.record(name, outcome);
+    let status = run_harness(sh, args, &[], None, &mut matrix)?;
+    if !status.success() {
+        problems.push(format!("the conformance harness exited with {status}"));
+    }
+    if !external {
+        for server in SERVERS {
+            if let Err(e) = against_server(sh, args, server, &mut matrix) {
+                problems.push(format!("{}: {e:#}", server.label));
             }
-            None => println!("{line}"),
         }
     }
-    let status = child.wait().context("waiting for cargo test")?;
 
     println!();
     println!("conformance matrix (passed/ran per target and area):");
@@ -220,15 +212,239 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     );
 
     if total.failed > 0 {
-        bail!("{} conformance case(s) failed", total.failed);
-    }
-    if !status.success() {
-        bail!("the conformance harness exited with {status}");
+        problems.push(format!("{} conformance case(s) failed", total.failed));
     }
     if total.passed == 0 {
-        bail!("no conformance case ran: the harness reported no `test <name> ... ok` lines");
+        problems.push(
+            "no conformance case ran: the harness reported no `test <name> ... ok` lines".into(),
+        );
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
     }
     Ok(())
+}
+
+/// Runs `cargo test -p kv-conformance --test conformance -- ARGS` with `envs`,
+/// echoing all but passing lines and recording results into `matrix`. With
+/// `rename`, the first segment of each case name (the harness's target) is
+/// replaced by it.
+fn run_harness(
+    sh: &Shell,
+    args: &[String],
+    envs: &[(&str, &str)],
+    rename: Option<&str>,
+    matrix: &mut Matrix,
+) -> anyhow::Result<std::process::ExitStatus> {
+    let mut command = Command::new("cargo");
+    command
+        .current_dir(sh.current_dir())
+        .args([
+            "test",
+            "-p",
+            "kv-conformance",
+            "--test",
+            "conformance",
+            "--",
+        ])
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    println!(
+        "$ cargo test -p kv-conformance --test conformance -- {}",
+        args.join(" ")
+    );
+    let mut child = command.spawn().context("spawning cargo test")?;
+    let stdout = child.stdout.take().context("the child's stdout is piped")?;
+
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading the harness output")?;
+        let Some((name, outcome)) = parse_line(&line) else {
+            println!("{line}");
+            continue;
+        };
+        // Passing cases are counted, not echoed: the matrix shows them.
+        if outcome != Outcome::Ok {
+            println!("{line}");
+        }
+        match rename {
+            Some(label) => {
+                let case = name.split_once("::").map_or(name, |(_, rest)| rest);
+                matrix.record(&format!("{label}::{case}"), outcome);
+            }
+            None => matrix.record(name, outcome),
+        }
+    }
+    child.wait().context("waiting for cargo test")
+}
+
+/// A real server to run the suite against over KV Connect.
+struct Server {
+    /// The matrix column.
+    label: &'static str,
+    /// The crate whose presence enables it (a backend still to be written
+    /// is left out until it exists).
+    requires: &'static str,
+    /// `kv serve` arguments choosing the backend; `{dir}` is a scratch folder.
+    serve_args: &'static [&'static str],
+}
+
+const SERVERS: &[Server] = &[
+    Server {
+        label: "server-sqlite",
+        requires: "kv-server",
+        serve_args: &["--path", "{dir}/server.sqlite3"],
+    },
+    Server {
+        label: "server-redb",
+        requires: "kv-redb",
+        serve_args: &["--backend", "redb:{dir}/server.redb"],
+    },
+];
+
+/// Spawns `kv serve` on `127.0.0.1:0`, reads its `listening on` line, runs the
+/// suite with `KV_TEST_URL` and `DENO_KV_ACCESS_TOKEN`, then stops the server
+/// with SIGTERM and requires a clean exit.
+fn against_server(
+    sh: &Shell,
+    args: &[String],
+    server: &Server,
+    matrix: &mut Matrix,
+) -> anyhow::Result<()> {
+    let root = project_root();
+    if !root.join("kv-server").join("Cargo.toml").is_file()
+        || !root.join(server.requires).join("Cargo.toml").is_file()
+    {
+        println!(
+            "note: {} skipped: {} is not in the workspace yet",
+            server.label, server.requires
+        );
+        return Ok(());
+    }
+    println!();
+    println!(
+        "==> conformance against a real `kv serve` ({})",
+        server.label
+    );
+    cmd!(sh, "cargo build -p kv-server --bin kv")
+        .run()
+        .context("building kv-server")?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target_dir.join("debug").join("kv");
+    let dir = target_dir.join("conformance").join(server.label);
+    if dir.exists() {
+        sh.remove_path(&dir)?;
+    }
+    sh.create_dir(&dir)?;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let token = format!("xtask-{}-{nanos}", std::process::id());
+    let dir_str = dir.to_string_lossy();
+    let serve_args: Vec<String> = server
+        .serve_args
+        .iter()
+        .map(|a| a.replace("{dir}", &dir_str))
+        .collect();
+
+    let mut child = Command::new(&bin)
+        .arg("serve")
+        .args(&serve_args)
+        .args(["--addr", "127.0.0.1:0", "--access-token", &token])
+        .env("RUST_LOG", "warn")
+        .env_remove("DENO_KV_ACCESS_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("spawning {}", bin.display()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("the server's stdout is piped")?;
+    let (tx, rx) = mpsc::channel::<String>();
+    // Reads (and keeps draining) the server's stdout.
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+
+    let result = (|| {
+        let url = wait_for_url(&rx, &mut child)?;
+        println!("server {} listening on {url}", server.label);
+        let status = run_harness(
+            sh,
+            args,
+            &[("KV_TEST_URL", &url), ("DENO_KV_ACCESS_TOKEN", &token)],
+            Some(server.label),
+            matrix,
+        )?;
+        if !status.success() {
+            bail!("the conformance harness exited with {status}");
+        }
+        Ok(())
+    })();
+
+    let stopped = stop(&mut child);
+    let _ = reader.join();
+    let _ = sh.remove_path(&dir);
+    result?;
+    stopped
+}
+
+fn wait_for_url(rx: &mpsc::Receiver<String>, child: &mut Child) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(url) = line.trim().strip_prefix("listening on ") {
+                    return Ok(url.trim().to_owned());
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                bail!("the server printed no `listening on` line within 60 s")
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait()?;
+                bail!("the server exited with {status} before listening")
+            }
+        }
+    }
+}
+
+/// SIGTERM, then up to 10 s for a clean exit.
+fn stop(child: &mut Child) -> anyhow::Result<()> {
+    if let Some(status) = child.try_wait()? {
+        bail!("the server had already exited with {status}");
+    }
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status();
+    if !sent.is_ok_and(|s| s.success()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("could not send SIGTERM to the server (pid {pid})");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if status.success() {
+                return Ok(());
+            }
+            bail!("the server exited with {status} after SIGTERM");
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the server did not stop within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[cfg(test)]
