@@ -76,6 +76,9 @@ pub struct Opened {
     pub backend: Arc<dyn Backend>,
     /// The clock the backend uses for expiry, when the test may move it.
     pub clock: Option<Arc<ManualClock>>,
+    /// Whether other cases share this database (then each case gets its
+    /// own namespace, which lengthens every key on the wire).
+    pub shared: bool,
 }
 
 /// Something the suite runs against.
@@ -95,6 +98,7 @@ pub struct Cx {
     /// The raw backend of the case's namespace.
     pub backend: Arc<dyn Backend>,
     database: Arc<dyn Backend>,
+    ns_len: usize,
     clock: Option<Arc<ManualClock>>,
     target: Arc<dyn Target>,
 }
@@ -106,9 +110,14 @@ impl Cx {
     /// When the target cannot open a database.
     pub async fn new(target: Arc<dyn Target>) -> anyhow::Result<Cx> {
         let opened = target.open().await?;
-        let ns = key!["kv-conformance", rand::random::<u64>()].encode()?;
         let database = opened.backend;
-        let backend: Arc<dyn Backend> = Arc::new(PrefixBackend::new(database.clone(), ns));
+        let (backend, ns_len): (Arc<dyn Backend>, usize) = if opened.shared {
+            let ns = key!["kv-conformance", rand::random::<u64>()].encode()?;
+            let len = ns.len();
+            (Arc::new(PrefixBackend::new(database.clone(), ns)), len)
+        } else {
+            (database.clone(), 0)
+        };
         let mut kv = Kv::from_arc(backend.clone());
         if let Some(clock) = &opened.clock {
             kv = kv.with_clock(clock.clone());
@@ -117,6 +126,7 @@ impl Cx {
             kv,
             backend,
             database,
+            ns_len,
             clock: opened.clock,
             target,
         })
@@ -134,6 +144,12 @@ impl Cx {
     /// client; the server stays up).
     pub async fn close_database(&self) {
         self.database.close().await;
+    }
+
+    /// How many bytes the case's namespace adds to every key (0 when the
+    /// case has a database of its own). Boundary tests subtract it.
+    pub fn ns_len(&self) -> usize {
+        self.ns_len
     }
 
     /// Whether time is under the test's control.

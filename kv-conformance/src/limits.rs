@@ -132,7 +132,9 @@ async fn total_mutation_size_boundary(cx: Cx) -> anyhow::Result<()> {
 }
 
 async fn total_key_size_boundary(cx: Cx) -> anyhow::Result<()> {
-    let keys: Vec<Key> = (0..41u8).map(|i| bytes_key(i + 1, 2046)).collect();
+    let keys: Vec<Key> = (0..41u8)
+        .map(|i| bytes_key(i + 1, 2046 - cx.ns_len()))
+        .collect();
     let mut op = cx.kv.atomic();
     for k in &keys[..40] {
         op.set(k.clone(), b("x"));

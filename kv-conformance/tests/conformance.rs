@@ -28,6 +28,7 @@ impl Target for Memory {
             Ok(Opened {
                 backend: Arc::new(backend),
                 clock: Some(clock),
+                shared: false,
             })
         })
     }
@@ -52,6 +53,47 @@ impl Target for Sqlite {
             Ok(Opened {
                 backend: Arc::new(backend),
                 clock: Some(clock),
+                shared: false,
+            })
+        })
+    }
+}
+
+/// kv's own KV Connect server in this process, over SQLite, reached through
+/// `RemoteBackend`: one server per case.
+struct Remote {
+    dir: tempfile::TempDir,
+}
+
+const TOKEN: &str = "conformance-token-0123456789";
+
+impl Target for Remote {
+    fn name(&self) -> &str {
+        "remote"
+    }
+
+    fn open(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Opened>> + Send + '_>> {
+        Box::pin(async {
+            let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+            let path = self.dir.path().join(format!("{}.sqlite3", rand_name()));
+            let storage = kv_sqlite::SqliteConfig::new(path)
+                .with_clock(clock.clone())
+                .open()?;
+            let (listener, addr) = kv_remote::bind("127.0.0.1:0".parse()?).await?;
+            let config = kv_remote::ServerConfig::new([TOKEN]).with_clock(clock.clone());
+            tokio::spawn(kv_remote::serve(
+                listener,
+                Arc::new(storage),
+                config,
+                std::future::pending(),
+            ));
+            let client = kv_remote::RemoteConfig::new(format!("http://{addr}"), TOKEN)
+                .connect()
+                .await?;
+            Ok(Opened {
+                backend: Arc::new(client),
+                clock: Some(clock),
+                shared: false,
             })
         })
     }
@@ -69,6 +111,7 @@ impl Target for Url {
             Ok(Opened {
                 backend: kv::open_backend(&self.0).await?,
                 clock: None,
+                shared: true,
             })
         })
     }
@@ -87,6 +130,9 @@ fn main() -> anyhow::Result<()> {
         _ => vec![
             Arc::new(Memory),
             Arc::new(Sqlite {
+                dir: tempfile::tempdir()?,
+            }),
+            Arc::new(Remote {
                 dir: tempfile::tempdir()?,
             }),
         ],

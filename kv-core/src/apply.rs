@@ -161,54 +161,54 @@ fn v8_sum(
         (Num::Number(a), Num::Number(b)) => Num::Number(a + b),
         _ => return Err(mismatch(&stored, &operand)),
     };
-    let out_of_range =
-        || Error::TypeMismatch("The result of a Sum operation would exceed its range limit".into());
     let result = match result {
-        Num::BigInt(mut r) => {
-            if let Some(Num::BigInt(lo)) = &min {
-                if &r < lo {
-                    r = if clamp {
-                        lo.clone()
-                    } else {
-                        return Err(out_of_range());
-                    };
-                }
-            }
-            if let Some(Num::BigInt(hi)) = &max {
-                if &r > hi {
-                    r = if clamp {
-                        hi.clone()
-                    } else {
-                        return Err(out_of_range());
-                    };
-                }
-            }
-            Num::BigInt(r)
+        Num::BigInt(r) => {
+            let lo = match &min {
+                Some(Num::BigInt(b)) => Some(b),
+                _ => None,
+            };
+            let hi = match &max {
+                Some(Num::BigInt(b)) => Some(b),
+                _ => None,
+            };
+            Num::BigInt(bounded(r, lo, hi, clamp)?)
         }
-        Num::Number(mut r) => {
-            if let Some(Num::Number(lo)) = &min {
-                if r < *lo {
-                    r = if clamp {
-                        *lo
-                    } else {
-                        return Err(out_of_range());
-                    };
-                }
-            }
-            if let Some(Num::Number(hi)) = &max {
-                if r > *hi {
-                    r = if clamp {
-                        *hi
-                    } else {
-                        return Err(out_of_range());
-                    };
-                }
-            }
-            Num::Number(r)
+        Num::Number(r) => {
+            let lo = match &min {
+                Some(Num::Number(b)) => Some(b),
+                _ => None,
+            };
+            let hi = match &max {
+                Some(Num::Number(b)) => Some(b),
+                _ => None,
+            };
+            Num::Number(bounded(r, lo, hi, clamp)?)
         }
         other => other,
     };
     Ok(put(KvValue::V8(v8::encode_number(&result))))
+}
+
+/// Applies the bounds of a V8 sum. Comparisons with NaN are false, so a NaN
+/// result passes, as in Deno.
+fn bounded<T: PartialOrd + Clone>(r: T, lo: Option<&T>, hi: Option<&T>, clamp: bool) -> Result<T> {
+    let out_of_range =
+        || Error::TypeMismatch("The result of a Sum operation would exceed its range limit".into());
+    if let Some(lo) = lo.filter(|lo| r < **lo) {
+        return if clamp {
+            Ok(lo.clone())
+        } else {
+            Err(out_of_range())
+        };
+    }
+    if let Some(hi) = hi.filter(|hi| r > **hi) {
+        return if clamp {
+            Ok(hi.clone())
+        } else {
+            Err(out_of_range())
+        };
+    }
+    Ok(r)
 }
 
 fn mismatch(stored: &Num, operand: &Num) -> Error {

@@ -39,6 +39,51 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit.
+    pub const ALL: [Limit; 15] = [
+        Limit::WriteKeySize,
+        Limit::ReadKeySize,
+        Limit::ValueSize,
+        Limit::EnqueuePayloadSize,
+        Limit::Ranges,
+        Limit::Entries,
+        Limit::Checks,
+        Limit::Mutations,
+        Limit::TotalMutationSize,
+        Limit::TotalKeySize,
+        Limit::WatchKeys,
+        Limit::UndeliveredKeys,
+        Limit::BackoffIntervals,
+        Limit::BackoffInterval,
+        Limit::Delay,
+    ];
+
+    /// A stable machine-readable name, e.g. `"checks"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::WriteKeySize => "write-key-size",
+            Limit::ReadKeySize => "read-key-size",
+            Limit::ValueSize => "value-size",
+            Limit::EnqueuePayloadSize => "enqueue-payload-size",
+            Limit::Ranges => "ranges",
+            Limit::Entries => "entries",
+            Limit::Checks => "checks",
+            Limit::Mutations => "mutations",
+            Limit::TotalMutationSize => "total-mutation-size",
+            Limit::TotalKeySize => "total-key-size",
+            Limit::WatchKeys => "watch-keys",
+            Limit::UndeliveredKeys => "undelivered-keys",
+            Limit::BackoffIntervals => "backoff-intervals",
+            Limit::BackoffInterval => "backoff-interval",
+            Limit::Delay => "delay",
+        }
+    }
+
+    /// The limit with this [`Limit::name`].
+    pub fn from_name(name: &str) -> Option<Limit> {
+        Limit::ALL.into_iter().find(|l| l.name() == name)
+    }
+
     fn describe(self) -> &'static str {
         match self {
             Limit::WriteKeySize => "Key too large for write",
@@ -113,6 +158,10 @@ pub enum Error {
     /// bounded sum left its range. The whole commit was rolled back.
     #[error("{0}")]
     TypeMismatch(String),
+    /// The caller is not allowed to do this (a missing or wrong access
+    /// token, for example).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// The database does not accept writes.
     #[error("this database is read only")]
     ReadOnly,

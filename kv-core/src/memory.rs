@@ -39,10 +39,8 @@ impl State {
     }
 
     fn remove(&mut self, key: &[u8]) {
-        if let Some(old) = self.map.remove(key) {
-            if let Some(e) = old.expire_at_ms {
-                self.expiries.remove(&(e, key.to_vec()));
-            }
+        if let Some(e) = self.map.remove(key).and_then(|old| old.expire_at_ms) {
+            self.expiries.remove(&(e, key.to_vec()));
         }
     }
 

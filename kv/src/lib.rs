@@ -6,6 +6,7 @@
 //! | `memory:` | in-memory, private to this handle | always |
 //! | `:memory:` | in-memory SQLite | `sqlite` (default) |
 //! | `sqlite:PATH`, or any other path such as `./data.sqlite3` | SQLite file (Deno's own file format) | `sqlite` (default) |
+//! | `http://…`, `https://…` | a KV Connect server (`kv serve`, denokv, Deno Deploy); token from `DENO_KV_ACCESS_TOKEN` | `remote` (default) |
 //!
 //! ```
 //! # tokio_test_block_on(async {
@@ -44,6 +45,7 @@ pub async fn open_backend(url: &str) -> Result<Arc<dyn Backend>> {
         Target::Memory => Ok(Arc::new(MemoryBackend::new())),
         Target::SqliteMemory => sqlite::open_in_memory(),
         Target::Sqlite(path) => sqlite::open(path),
+        Target::Remote(url) => remote::open(url).await,
     }
 }
 
@@ -52,6 +54,7 @@ enum Target<'a> {
     Memory,
     SqliteMemory,
     Sqlite(&'a str),
+    Remote(&'a str),
 }
 
 fn parse(url: &str) -> Result<Target<'_>> {
@@ -72,6 +75,9 @@ fn parse(url: &str) -> Result<Target<'_>> {
             return Err(Error::InvalidArgument("Filename cannot be empty".into()));
         }
         return Ok(Target::Sqlite(path));
+    }
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(Target::Remote(url));
     }
     if let Some((scheme, _)) = url.split_once("://") {
         return Err(Error::InvalidArgument(format!(
@@ -119,6 +125,29 @@ mod sqlite {
     }
 }
 
+#[cfg(feature = "remote")]
+mod remote {
+    use super::*;
+
+    pub(super) async fn open(url: &str) -> Result<Arc<dyn Backend>> {
+        Ok(Arc::new(
+            kv_remote::RemoteConfig::from_env(url)?.connect().await?,
+        ))
+    }
+}
+
+#[cfg(not(feature = "remote"))]
+mod remote {
+    use super::*;
+
+    pub(super) async fn open(_url: &str) -> Result<Arc<dyn Backend>> {
+        Err(Error::Unsupported {
+            backend: "remote".into(),
+            op: "open (enable the `remote` feature)",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +167,9 @@ mod tests {
         assert!(parse("").is_err());
         assert!(parse(":foo").is_err());
         assert!(parse("ftp://x").is_err());
+        assert_eq!(
+            parse("http://127.0.0.1:4512").ok(),
+            Some(Target::Remote("http://127.0.0.1:4512"))
+        );
     }
 }

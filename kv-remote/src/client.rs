@@ -1,0 +1,492 @@
+//! `RemoteBackend`: a `Backend` on any KV Connect server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use kv_core::backend::{
+    AtomicWrite, Backend, CommitOutcome, Consistency, RawEntry, ReadRange, WatchStream,
+};
+use kv_core::{Error, Result};
+use prost::Message;
+use tokio::sync::Mutex;
+
+use crate::error::{ERROR_KIND_HEADER, from_response};
+use crate::{convert, proto};
+
+/// Refresh metadata at least this often, like Deno's client.
+const METADATA_REFRESH: Duration = Duration::from_secs(60);
+
+/// How a [`RemoteBackend`] connects.
+#[derive(Clone, Debug)]
+pub struct RemoteConfig {
+    url: String,
+    token: String,
+    max_retries: u32,
+    timeout: Duration,
+}
+
+impl RemoteConfig {
+    /// Connects to the KV Connect server at `url` (`http://` or `https://`)
+    /// with an access token.
+    pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
+        RemoteConfig {
+            url: url.into(),
+            token: token.into(),
+            max_retries: 8,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Uses `DENO_KV_ACCESS_TOKEN` as the token.
+    ///
+    /// # Errors
+    /// `PermissionDenied` when the variable is not set.
+    pub fn from_env(url: impl Into<String>) -> Result<Self> {
+        let token = std::env::var("DENO_KV_ACCESS_TOKEN").map_err(|_| {
+            Error::PermissionDenied("Missing DENO_KV_ACCESS_TOKEN environment variable".into())
+        })?;
+        Ok(Self::new(url, token))
+    }
+
+    /// Retries 5xx answers and network errors this many times (default 8,
+    /// with exponential backoff from 50 ms) before giving up with
+    /// `Unavailable`.
+    pub fn with_max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// Gives up on one HTTP exchange after `timeout` (default 30 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connects: performs the metadata exchange once, so a wrong URL or
+    /// token fails here.
+    ///
+    /// # Errors
+    /// `PermissionDenied` for a refused token, `Unavailable` when the
+    /// server cannot be reached, `InvalidArgument` for a URL or answer that
+    /// is not KV Connect.
+    pub async fn connect(self) -> Result<RemoteBackend> {
+        let url = url::Url::parse(&self.url).map_err(|e| {
+            Error::InvalidArgument(format!("Invalid database url {:?}: {e}", self.url))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::InvalidArgument(format!(
+                "Invalid database url {:?}: expected http:// or https://",
+                self.url
+            )));
+        }
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none());
+        if url.scheme() == "http" {
+            // Every KV Connect server speaks h2c: Deno's own client uses
+            // nothing else. One multiplexed connection serves all calls.
+            builder = builder.http2_prior_knowledge();
+        }
+        let http = builder
+            .build()
+            .map_err(|e| Error::InvalidArgument(format!("cannot build an HTTP client: {e}")))?;
+        let inner = Arc::new(Inner {
+            config: self,
+            url,
+            http,
+            metadata: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            close_signal: tokio::sync::watch::channel(false).0,
+        });
+        inner.metadata(true).await?;
+        Ok(RemoteBackend { inner })
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Metadata {
+    version: u64,
+    database_id: String,
+    token: String,
+    strong: url::Url,
+    eventual: Option<url::Url>,
+    fetched: Instant,
+    expires: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: RemoteConfig,
+    url: url::Url,
+    http: reqwest::Client,
+    metadata: Mutex<Option<Metadata>>,
+    closed: AtomicBool,
+    close_signal: tokio::sync::watch::Sender<bool>,
+}
+
+/// A [`Backend`] on a KV Connect server, such as `kv serve`, `denokv` or
+/// Deno Deploy. Retries transient failures, refreshes metadata before it
+/// expires, sends eventual reads to eventual endpoints when offered, and
+/// reconnects watches.
+#[derive(Clone, Debug)]
+pub struct RemoteBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetadataJson {
+    version: u64,
+    database_id: String,
+    endpoints: Vec<EndpointJson>,
+    token: String,
+    expires_at: String,
+}
+
+#[derive(serde::Deserialize)]
+struct EndpointJson {
+    url: String,
+    consistency: String,
+}
+
+fn unavailable(message: String) -> Error {
+    Error::Unavailable {
+        backend: "remote".into(),
+        message,
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = 50u64.saturating_mul(1 << attempt.min(6));
+    Duration::from_millis(base + rand::random::<u64>() % (base / 2 + 1))
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn fetch_metadata(&self) -> Result<Metadata> {
+        let mut attempt = 0;
+        loop {
+            let sent = self
+                .http
+                .post(self.url.clone())
+                .bearer_auth(&self.config.token)
+                .json(&serde_json::json!({"supportedVersions": [2, 3]}))
+                .timeout(self.config.timeout)
+                .send()
+                .await;
+            let response = match sent {
+                Ok(r) if r.status().is_server_error() => Err(format!("status {}", r.status())),
+                Ok(r) => Ok(r),
+                Err(e) => Err(e.to_string()),
+            };
+            match response {
+                Ok(r) => return self.parse_metadata(r).await,
+                Err(e) if attempt >= self.config.max_retries => {
+                    return Err(unavailable(format!(
+                        "metadata exchange with {} failed: {e}",
+                        self.url
+                    )));
+                }
+                Err(_) => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn parse_metadata(&self, r: reqwest::Response) -> Result<Metadata> {
+        let status = r.status();
+        let body = r.text().await.map_err(|e| unavailable(e.to_string()))?;
+        if status != reqwest::StatusCode::OK {
+            let text = format!(
+                "the metadata endpoint at '{}' responded with status {status}: {body}",
+                self.url
+            );
+            return Err(match status.as_u16() {
+                401 | 403 => Error::PermissionDenied(text),
+                _ => Error::InvalidArgument(text),
+            });
+        }
+        let bad = |why: String| {
+            Error::InvalidArgument(format!(
+                "'{}' is not a valid KV Connect endpoint: {why}",
+                self.url
+            ))
+        };
+        let m: MetadataJson = serde_json::from_str(&body).map_err(|e| bad(e.to_string()))?;
+        if !(1..=3).contains(&m.version) {
+            return Err(bad(format!("unsupported metadata version {}", m.version)));
+        }
+        let mut strong = None;
+        let mut eventual = None;
+        for e in &m.endpoints {
+            if e.url.ends_with('/') {
+                return Err(bad(format!(
+                    "endpoint URL must not end with '/': {}",
+                    e.url
+                )));
+            }
+            let url = self
+                .url
+                .join(&e.url)
+                .map_err(|err| bad(format!("invalid endpoint URL {}: {err}", e.url)))?;
+            match e.consistency.as_str() {
+                "strong" if strong.is_none() => strong = Some(url),
+                "eventual" if eventual.is_none() => eventual = Some(url),
+                "strong" | "eventual" => {}
+                other => return Err(bad(format!("unsupported consistency level: {other}"))),
+            }
+        }
+        let strong = strong.ok_or_else(|| bad("no strong consistency endpoint".into()))?;
+        let expires = chrono::DateTime::parse_from_rfc3339(&m.expires_at)
+            .ok()
+            .map(|t| t.timestamp_millis() - chrono::Utc::now().timestamp_millis())
+            .map(|ms| Instant::now() + Duration::from_millis(ms.max(0) as u64));
+        Ok(Metadata {
+            version: m.version,
+            database_id: m.database_id,
+            token: m.token,
+            strong,
+            eventual,
+            fetched: Instant::now(),
+            expires,
+        })
+    }
+
+    async fn metadata(&self, force: bool) -> Result<Metadata> {
+        let mut cached = self.metadata.lock().await;
+        if let Some(m) = cached.as_ref() {
+            let fresh = m.fetched.elapsed() < METADATA_REFRESH
+                && m.expires
+                    .is_none_or(|e| e > Instant::now() + Duration::from_secs(10));
+            if fresh && !force {
+                return Ok(m.clone());
+            }
+        }
+        let m = self.fetch_metadata().await?;
+        *cached = Some(m.clone());
+        Ok(m)
+    }
+
+    fn endpoint(m: &Metadata, method: &str, consistency: Consistency) -> String {
+        let base = match consistency {
+            Consistency::Eventual => m.eventual.as_ref().unwrap_or(&m.strong),
+            Consistency::Strong => &m.strong,
+        };
+        format!("{}/{method}", base.as_str().trim_end_matches('/'))
+    }
+
+    fn request(&self, m: &Metadata, url: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .post(url)
+            .bearer_auth(&m.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(body);
+        if m.version == 1 {
+            req = req.header("x-transaction-domain-id", &m.database_id);
+        } else {
+            req = req
+                .header("x-denokv-database-id", &m.database_id)
+                .header("x-denokv-version", m.version.to_string());
+        }
+        req
+    }
+
+    /// One data-path call with retries; returns the 200 body.
+    async fn call(
+        &self,
+        method: &str,
+        consistency: Consistency,
+        body: Vec<u8>,
+    ) -> Result<bytes::Bytes> {
+        let mut attempt = 0;
+        let mut refreshed = false;
+        loop {
+            self.check_open()?;
+            let m = self.metadata(false).await?;
+            let url = Self::endpoint(&m, method, consistency);
+            let sent = self
+                .request(&m, &url, body.clone())
+                .timeout(self.config.timeout)
+                .send()
+                .await;
+            let failure = match sent {
+                Ok(r) if r.status() == reqwest::StatusCode::OK => {
+                    return r
+                        .bytes()
+                        .await
+                        .map_err(|e| unavailable(format!("reading {url}: {e}")));
+                }
+                Ok(r) => {
+                    let status = r.status();
+                    let kind = r
+                        .headers()
+                        .get(ERROR_KIND_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    let text = r.text().await.unwrap_or_default();
+                    let err = from_response(status, kind.as_deref(), text, &url);
+                    if matches!(status.as_u16(), 401 | 403) && !refreshed {
+                        // The data-path token may have been rotated.
+                        refreshed = true;
+                        self.metadata(true).await?;
+                        continue;
+                    }
+                    if !status.is_server_error() {
+                        return Err(err);
+                    }
+                    err
+                }
+                Err(e) => unavailable(format!("calling {url}: {e}")),
+            };
+            if attempt >= self.config.max_retries {
+                return Err(failure);
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for RemoteBackend {
+    fn name(&self) -> &str {
+        "remote"
+    }
+
+    async fn snapshot_read(
+        &self,
+        ranges: Vec<ReadRange>,
+        consistency: Consistency,
+    ) -> Result<Vec<Vec<RawEntry>>> {
+        let n = ranges.len();
+        let body = convert::read_to_proto(ranges).encode_to_vec();
+        let out = self.inner.call("snapshot_read", consistency, body).await?;
+        let out = proto::SnapshotReadOutput::decode(out).map_err(|e| {
+            Error::InvalidValue(format!("KV Connect failed to decode response: {e}"))
+        })?;
+        convert::read_from_proto(out, n, consistency == Consistency::Strong)
+    }
+
+    async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
+        let body = convert::write_to_proto(write).encode_to_vec();
+        let out = self
+            .inner
+            .call("atomic_write", Consistency::Strong, body)
+            .await?;
+        let out = proto::AtomicWriteOutput::decode(out).map_err(|e| {
+            Error::InvalidValue(format!("KV Connect failed to decode response: {e}"))
+        })?;
+        convert::write_from_proto(out)
+    }
+
+    fn watch(&self, keys: Vec<Vec<u8>>) -> WatchStream {
+        let inner = self.inner.clone();
+        let (tx, rx) = futures::channel::mpsc::channel(1);
+        // The task ends when the receiver is dropped or the backend closes.
+        tokio::spawn(watch_task(inner, keys, tx));
+        rx.boxed()
+    }
+
+    async fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        let _ = self.inner.close_signal.send(true);
+    }
+}
+
+type WatchSender = futures::channel::mpsc::Sender<Result<Vec<Option<RawEntry>>>>;
+
+async fn watch_task(inner: Arc<Inner>, keys: Vec<Vec<u8>>, mut tx: WatchSender) {
+    use futures::SinkExt;
+    let mut closed = inner.close_signal.subscribe();
+    let mut state: Vec<Option<RawEntry>> = vec![None; keys.len()];
+    let mut attempt = 0u32;
+    loop {
+        if inner.check_open().is_err() || tx.is_closed() {
+            return;
+        }
+        let result = tokio::select! {
+            r = watch_once(&inner, &keys, &mut state, &mut tx, &mut attempt) => r,
+            _ = closed.wait_for(|c| *c) => return,
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if !e.is_retryable() => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "watch interrupted; reconnecting"),
+        }
+        tokio::time::sleep(backoff(attempt.min(6))).await;
+        attempt += 1;
+    }
+}
+
+async fn watch_once(
+    inner: &Inner,
+    keys: &[Vec<u8>],
+    state: &mut [Option<RawEntry>],
+    tx: &mut WatchSender,
+    attempt: &mut u32,
+) -> Result<()> {
+    use futures::SinkExt;
+    let m = inner.metadata(false).await?;
+    let url = Inner::endpoint(&m, "watch", Consistency::Strong);
+    let body = convert::watch_to_proto(keys.to_vec()).encode_to_vec();
+    let r = inner
+        .request(&m, &url, body)
+        .send()
+        .await
+        .map_err(|e| unavailable(format!("calling {url}: {e}")))?;
+    if r.status() != reqwest::StatusCode::OK {
+        let status = r.status();
+        let kind = r
+            .headers()
+            .get(ERROR_KIND_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = r.text().await.unwrap_or_default();
+        return Err(from_response(status, kind.as_deref(), text, &url));
+    }
+    let mut body = r.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| unavailable(format!("watch stream broke: {e}")))?;
+        buf.extend_from_slice(&chunk);
+        while buf.len() >= 4 {
+            let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            if len > 16 * 1024 * 1024 {
+                return Err(unavailable("watch frame larger than 16 MiB".into()));
+            }
+            if buf.len() < 4 + len {
+                break;
+            }
+            let payload: Vec<u8> = buf.drain(..4 + len).skip(4).collect();
+            if payload.is_empty() {
+                continue;
+            }
+            let out = proto::WatchOutput::decode(payload.as_slice()).map_err(|e| {
+                Error::InvalidValue(format!("KV Connect failed to decode watch frame: {e}"))
+            })?;
+            convert::watch_from_proto(out, state)?;
+            *attempt = 0;
+            if tx.send(Ok(state.to_vec())).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Err(unavailable("watch stream ended".into()))
+}

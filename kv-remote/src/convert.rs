@@ -1,0 +1,395 @@
+//! Protobuf ↔ kv-core conversions, with the validation a server owes its
+//! clients. The one home of the wire format's byte layout.
+
+use kv_core::backend::{
+    AtomicWrite, Check, CommitOutcome, Enqueue, Mutation, MutationKind, RawEntry, ReadRange,
+    SYSTEM_PREFIX,
+};
+use kv_core::limits::{self, MAX_DELAY_MS};
+use kv_core::{Error, KvValue, Result, Versionstamp};
+
+use crate::proto;
+
+fn invalid(msg: &str) -> Error {
+    Error::InvalidArgument(msg.to_owned())
+}
+
+/// Keeps a range inside the user key space: a client never sees or touches
+/// the reserved system keys, whatever bytes it sends.
+fn clamp_to_user_space(mut range: ReadRange) -> ReadRange {
+    let system = vec![SYSTEM_PREFIX];
+    if range.end > system {
+        range.end = system;
+    }
+    range
+}
+
+/// Validates a client's `SnapshotRead`.
+pub(crate) fn read_request(req: proto::SnapshotRead) -> Result<Vec<ReadRange>> {
+    let mut ranges = Vec::with_capacity(req.ranges.len());
+    for r in req.ranges {
+        let limit = u32::try_from(r.limit)
+            .ok()
+            .filter(|l| *l > 0)
+            .ok_or_else(|| {
+                invalid("The read range limit of the snapshot read request is invalid.")
+            })?;
+        ranges.push(ReadRange {
+            start: r.start,
+            end: r.end,
+            limit,
+            reverse: r.reverse,
+        });
+    }
+    limits::check_read(&ranges)?;
+    Ok(ranges.into_iter().map(clamp_to_user_space).collect())
+}
+
+fn value(v: Option<proto::KvValue>) -> Result<KvValue> {
+    let v = v.ok_or_else(|| invalid("Invalid mutation kind or arguments."))?;
+    KvValue::from_encoded(i64::from(v.encoding), v.data)
+}
+
+fn expiry(ms: i64) -> Result<Option<u64>> {
+    match ms {
+        0 | -1 => Ok(None),
+        ms if ms > 0 => Ok(Some(ms as u64)),
+        _ => Err(invalid("Invalid mutation expire at.")),
+    }
+}
+
+fn bound(b: Vec<u8>) -> Option<Vec<u8>> {
+    (!b.is_empty()).then_some(b)
+}
+
+/// Validates a client's `AtomicWrite`; `now_ms` bounds enqueue deadlines.
+pub(crate) fn write_request(req: proto::AtomicWrite, now_ms: u64) -> Result<AtomicWrite> {
+    let mut write = AtomicWrite::default();
+    for c in req.checks {
+        let versionstamp = match c.versionstamp.len() {
+            0 => None,
+            _ => Some(Versionstamp::from_slice(&c.versionstamp)?),
+        };
+        write.checks.push(Check {
+            key: c.key,
+            versionstamp,
+        });
+    }
+    for m in req.mutations {
+        use proto::MutationType as T;
+        let kind = match T::try_from(m.mutation_type) {
+            Ok(T::MSet) => MutationKind::Set {
+                value: value(m.value)?,
+                expire_at_ms: expiry(m.expire_at_ms)?,
+            },
+            Ok(T::MDelete) => MutationKind::Delete,
+            Ok(T::MSum) => MutationKind::Sum {
+                value: value(m.value)?,
+                min: bound(m.sum_min),
+                max: bound(m.sum_max),
+                clamp: m.sum_clamp,
+            },
+            Ok(T::MMin) => MutationKind::Min(value(m.value)?),
+            Ok(T::MMax) => MutationKind::Max(value(m.value)?),
+            Ok(T::MSetSuffixVersionstampedKey) => MutationKind::SetSuffixVersionstampedKey {
+                value: value(m.value)?,
+                expire_at_ms: expiry(m.expire_at_ms)?,
+            },
+            Ok(T::MUnspecified) | Err(_) => {
+                return Err(invalid("Invalid mutation kind or arguments."));
+            }
+        };
+        write.mutations.push(Mutation { key: m.key, kind });
+    }
+    for e in req.enqueues {
+        let deadline_ms = u64::try_from(e.deadline_ms)
+            .ok()
+            .filter(|d| *d <= now_ms.saturating_add(MAX_DELAY_MS))
+            .ok_or_else(|| {
+                invalid("Invalid mutation enqueue deadline: it must be at most 30 days from now.")
+            })?;
+        write.enqueues.push(Enqueue {
+            payload: e.payload,
+            deadline_ms,
+            keys_if_undelivered: e.keys_if_undelivered,
+            // An empty list means "none given", as on denokv.
+            backoff_schedule: (!e.backoff_schedule.is_empty()).then_some(e.backoff_schedule),
+        });
+    }
+    limits::check_write(&write)?;
+    Ok(write)
+}
+
+/// Validates a client's `Watch`.
+pub(crate) fn watch_request(req: proto::Watch) -> Result<Vec<Vec<u8>>> {
+    let keys: Vec<Vec<u8>> = req.keys.into_iter().map(|k| k.key).collect();
+    limits::check_watch(&keys)?;
+    if keys.iter().any(|k| kv_core::backend::is_system_key(k)) {
+        return Err(Error::InvalidKey(
+            "key is in the reserved system key space".into(),
+        ));
+    }
+    Ok(keys)
+}
+
+fn entry(e: RawEntry) -> proto::KvEntry {
+    proto::KvEntry {
+        key: e.key,
+        encoding: e.value.encoding() as i32,
+        value: match e.value {
+            KvValue::V8(b) | KvValue::Bytes(b) => b,
+            KvValue::U64(n) => n.to_le_bytes().to_vec(),
+        },
+        versionstamp: e.versionstamp.0.to_vec(),
+    }
+}
+
+/// A successful read's response.
+pub(crate) fn read_output(ranges: Vec<Vec<RawEntry>>) -> proto::SnapshotReadOutput {
+    proto::SnapshotReadOutput {
+        ranges: ranges
+            .into_iter()
+            .map(|r| proto::ReadRangeOutput {
+                values: r.into_iter().map(entry).collect(),
+            })
+            .collect(),
+        read_disabled: false,
+        read_is_strongly_consistent: true,
+        status: proto::SnapshotReadStatus::SrSuccess as i32,
+    }
+}
+
+/// A commit's response.
+pub(crate) fn write_output(outcome: CommitOutcome) -> proto::AtomicWriteOutput {
+    match outcome {
+        CommitOutcome::Committed { versionstamp } => proto::AtomicWriteOutput {
+            status: proto::AtomicWriteStatus::AwSuccess as i32,
+            versionstamp: versionstamp.0.to_vec(),
+            failed_checks: Vec::new(),
+        },
+        CommitOutcome::CheckFailed => proto::AtomicWriteOutput {
+            status: proto::AtomicWriteStatus::AwCheckFailure as i32,
+            versionstamp: Vec::new(),
+            failed_checks: Vec::new(),
+        },
+    }
+}
+
+/// A watch frame: every key marked changed, with its current entry (what
+/// Deno's client needs, see docs/kv-connect.md).
+pub(crate) fn watch_output(entries: Vec<Option<RawEntry>>) -> proto::WatchOutput {
+    proto::WatchOutput {
+        status: proto::SnapshotReadStatus::SrSuccess as i32,
+        keys: entries
+            .into_iter()
+            .map(|e| proto::WatchKeyOutput {
+                changed: true,
+                entry_if_changed: e.map(entry),
+            })
+            .collect(),
+    }
+}
+
+// ---- client side -------------------------------------------------------
+
+/// A read request.
+pub(crate) fn read_to_proto(ranges: Vec<ReadRange>) -> proto::SnapshotRead {
+    proto::SnapshotRead {
+        ranges: ranges
+            .into_iter()
+            .map(|r| proto::ReadRange {
+                start: r.start,
+                end: r.end,
+                limit: i32::try_from(r.limit).unwrap_or(i32::MAX),
+                reverse: r.reverse,
+            })
+            .collect(),
+    }
+}
+
+fn protocol(msg: impl Into<String>) -> Error {
+    Error::InvalidValue(format!("KV Connect protocol error: {}", msg.into()))
+}
+
+fn raw_entry(e: proto::KvEntry) -> Result<RawEntry> {
+    Ok(RawEntry {
+        key: e.key,
+        value: KvValue::from_encoded(i64::from(e.encoding), e.value)?,
+        versionstamp: Versionstamp::from_slice(&e.versionstamp)
+            .map_err(|_| protocol("an entry's versionstamp is not 10 bytes"))?,
+    })
+}
+
+/// A read response, checked against the request.
+pub(crate) fn read_from_proto(
+    out: proto::SnapshotReadOutput,
+    ranges: usize,
+    strong: bool,
+) -> Result<Vec<Vec<RawEntry>>> {
+    if out.read_disabled || out.status == proto::SnapshotReadStatus::SrReadDisabled as i32 {
+        return Err(Error::Unavailable {
+            backend: "remote".into(),
+            message: "Reads are disabled for this database".into(),
+        });
+    }
+    if out.status != proto::SnapshotReadStatus::SrSuccess as i32 {
+        return Err(protocol(format!(
+            "Unspecified read error (code={})",
+            out.status
+        )));
+    }
+    if strong && !out.read_is_strongly_consistent {
+        return Err(Error::Unavailable {
+            backend: "remote".into(),
+            message: "Strong consistency reads are not available for this database".into(),
+        });
+    }
+    if out.ranges.len() != ranges {
+        return Err(protocol(format!(
+            "asked for {ranges} ranges, got {}",
+            out.ranges.len()
+        )));
+    }
+    out.ranges
+        .into_iter()
+        .map(|r| r.values.into_iter().map(raw_entry).collect())
+        .collect()
+}
+
+fn value_to_proto(v: KvValue) -> proto::KvValue {
+    proto::KvValue {
+        encoding: v.encoding() as i32,
+        data: match v {
+            KvValue::V8(b) | KvValue::Bytes(b) => b,
+            KvValue::U64(n) => n.to_le_bytes().to_vec(),
+        },
+    }
+}
+
+/// A commit request.
+pub(crate) fn write_to_proto(write: AtomicWrite) -> proto::AtomicWrite {
+    use proto::MutationType as T;
+    let expire = |e: Option<u64>| e.map_or(0, |ms| i64::try_from(ms.max(1)).unwrap_or(i64::MAX));
+    proto::AtomicWrite {
+        checks: write
+            .checks
+            .into_iter()
+            .map(|c| proto::Check {
+                key: c.key,
+                versionstamp: c.versionstamp.map(|v| v.0.to_vec()).unwrap_or_default(),
+            })
+            .collect(),
+        mutations: write
+            .mutations
+            .into_iter()
+            .map(|m| {
+                let mut out = proto::Mutation {
+                    key: m.key,
+                    ..Default::default()
+                };
+                match m.kind {
+                    MutationKind::Set {
+                        value,
+                        expire_at_ms,
+                    } => {
+                        out.mutation_type = T::MSet as i32;
+                        out.value = Some(value_to_proto(value));
+                        out.expire_at_ms = expire(expire_at_ms);
+                    }
+                    MutationKind::Delete => {
+                        out.mutation_type = T::MDelete as i32;
+                        out.value = Some(value_to_proto(KvValue::Bytes(Vec::new())));
+                    }
+                    MutationKind::Sum {
+                        value,
+                        min,
+                        max,
+                        clamp,
+                    } => {
+                        out.mutation_type = T::MSum as i32;
+                        out.value = Some(value_to_proto(value));
+                        out.sum_min = min.unwrap_or_default();
+                        out.sum_max = max.unwrap_or_default();
+                        out.sum_clamp = clamp;
+                    }
+                    MutationKind::Min(value) => {
+                        out.mutation_type = T::MMin as i32;
+                        out.value = Some(value_to_proto(value));
+                    }
+                    MutationKind::Max(value) => {
+                        out.mutation_type = T::MMax as i32;
+                        out.value = Some(value_to_proto(value));
+                    }
+                    MutationKind::SetSuffixVersionstampedKey {
+                        value,
+                        expire_at_ms,
+                    } => {
+                        out.mutation_type = T::MSetSuffixVersionstampedKey as i32;
+                        out.value = Some(value_to_proto(value));
+                        out.expire_at_ms = expire(expire_at_ms);
+                    }
+                }
+                out
+            })
+            .collect(),
+        enqueues: write
+            .enqueues
+            .into_iter()
+            .map(|e| proto::Enqueue {
+                payload: e.payload,
+                deadline_ms: i64::try_from(e.deadline_ms).unwrap_or(i64::MAX),
+                keys_if_undelivered: e.keys_if_undelivered,
+                backoff_schedule: e.backoff_schedule.unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+/// A commit response.
+pub(crate) fn write_from_proto(out: proto::AtomicWriteOutput) -> Result<CommitOutcome> {
+    use proto::AtomicWriteStatus as S;
+    match S::try_from(out.status) {
+        Ok(S::AwSuccess) => Ok(CommitOutcome::Committed {
+            versionstamp: Versionstamp::from_slice(&out.versionstamp)
+                .map_err(|_| protocol("the commit versionstamp is not 10 bytes"))?,
+        }),
+        Ok(S::AwCheckFailure) => Ok(CommitOutcome::CheckFailed),
+        Ok(S::AwWriteDisabled) => Err(Error::ReadOnly),
+        _ => Err(protocol(format!(
+            "Unspecified write error (code={})",
+            out.status
+        ))),
+    }
+}
+
+/// A watch request.
+pub(crate) fn watch_to_proto(keys: Vec<Vec<u8>>) -> proto::Watch {
+    proto::Watch {
+        keys: keys
+            .into_iter()
+            .map(|key| proto::WatchKey { key })
+            .collect(),
+    }
+}
+
+/// Applies a watch frame to the last known state of the keys.
+pub(crate) fn watch_from_proto(
+    out: proto::WatchOutput,
+    state: &mut [Option<RawEntry>],
+) -> Result<()> {
+    if out.status != proto::SnapshotReadStatus::SrSuccess as i32 {
+        return Err(protocol(format!(
+            "Unspecified read error (code={})",
+            out.status
+        )));
+    }
+    if out.keys.len() != state.len() {
+        return Err(protocol("a watch frame does not cover every watched key"));
+    }
+    for (slot, k) in state.iter_mut().zip(out.keys) {
+        if k.changed {
+            *slot = k.entry_if_changed.map(raw_entry).transpose()?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,516 @@
+//! The KV Connect server: serves any `Arc<dyn Backend>` to Deno, Node,
+//! Python and kv's own remote clients over HTTP/1.1, h2c and (optionally)
+//! TLS, on one port.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use kv_core::backend::Backend;
+use kv_core::{Clock, Consistency, SystemClock};
+use prost::Message;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+
+use crate::error::{message_of, response, status_of};
+use crate::{convert, proto};
+
+/// Largest request body accepted (the protocol's own limits are far lower).
+const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+/// How long metadata (and its token) stays valid.
+const METADATA_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Keep-alive interval of watch streams.
+const WATCH_PING: Duration = Duration::from_secs(5);
+
+/// How the server authenticates and identifies itself.
+#[derive(Clone)]
+pub struct ServerConfig {
+    tokens: Vec<String>,
+    database_id: uuid::Uuid,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    max_body_bytes: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("tokens", &self.tokens.len())
+            .field("database_id", &self.database_id)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerConfig {
+    /// A server accepting any of `tokens` as access token.
+    pub fn new(tokens: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        ServerConfig {
+            tokens: tokens.into_iter().map(Into::into).collect(),
+            database_id: uuid::Uuid::nil(),
+            tls: None,
+            max_body_bytes: DEFAULT_MAX_BODY,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The database id clients echo (default: the nil UUID, as denokv).
+    pub fn with_database_id(mut self, id: uuid::Uuid) -> Self {
+        self.database_id = id;
+        self
+    }
+
+    /// Serves TLS with a PEM certificate chain and private key.
+    ///
+    /// # Errors
+    /// When the files cannot be read or do not hold a usable key pair.
+    pub fn with_tls_pem(
+        mut self,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> std::io::Result<Self> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |e: &dyn std::fmt::Display| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+        };
+        let certs = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| bad(&e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(&e))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(&e))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(&e))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| bad(&e))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        self.tls = Some(Arc::new(config));
+        Ok(self)
+    }
+
+    /// Caps request bodies (default 4 MiB); larger ones get 413.
+    pub fn with_max_body_bytes(mut self, n: usize) -> Self {
+        self.max_body_bytes = n;
+        self
+    }
+
+    /// Uses `clock` to validate enqueue deadlines and date metadata.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn token_ok(&self, given: &str) -> bool {
+        // Compare against every token so timing does not tell which matched.
+        self.tokens.iter().fold(false, |ok, t| {
+            ok | bool::from(t.as_bytes().ct_eq(given.as_bytes()))
+        })
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    backend: Arc<dyn Backend>,
+    config: Arc<ServerConfig>,
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The HTTP routes, for embedding in another server. Watch streams end when
+/// `stop` turns true.
+pub fn router(
+    backend: Arc<dyn Backend>,
+    config: ServerConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Router {
+    let max_body = config.max_body_bytes;
+    let state = AppState {
+        backend,
+        config: Arc::new(config),
+        stop,
+    };
+    Router::new()
+        .route("/", post(metadata))
+        .route("/healthz", get(healthz))
+        .route("/v2/snapshot_read", post(snapshot_read))
+        .route("/v2/atomic_write", post(atomic_write))
+        .route("/v2/watch", post(watch))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    response(StatusCode::NOT_FOUND, "not-found", "Resource not found.")
+}
+
+async fn method_not_allowed() -> Response {
+    response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed: KV Connect endpoints take POST (and /healthz GET).",
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// A refused request: status, machine-readable kind and a message.
+struct ApiError {
+    status: StatusCode,
+    kind: String,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind: kind.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid-argument", message)
+    }
+
+    fn unauthorized(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "permission-denied", message)
+    }
+}
+
+impl From<kv_core::Error> for ApiError {
+    fn from(e: kv_core::Error) -> Self {
+        let (status, kind) = status_of(&e);
+        if status.is_server_error() {
+            tracing::warn!(error = %e, "request failed");
+        }
+        ApiError {
+            status,
+            kind,
+            message: message_of(&e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        response(self.status, &self.kind, self.message)
+    }
+}
+
+fn bearer<'a>(config: &ServerConfig, headers: &'a HeaderMap) -> Result<&'a str, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .ok_or_else(|| {
+            ApiError::unauthorized("Malformed authorization header: expected 'Bearer <token>'.")
+        })?;
+    if !value.0.eq_ignore_ascii_case("bearer") || !config.token_ok(value.1.trim()) {
+        return Err(ApiError::unauthorized("Invalid access token."));
+    }
+    Ok(value.1)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetadataRequest {
+    #[serde(default)]
+    supported_versions: Vec<u64>,
+}
+
+async fn metadata(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let versions = match serde_json::from_slice::<MetadataRequest>(&body) {
+        Ok(r) => r.supported_versions,
+        // A body-less request is the oldest client: protocol version 1.
+        Err(_) if body.is_empty() => vec![1],
+        Err(e) => {
+            return Err(ApiError::bad_request(format!(
+                "The metadata request must be JSON like {{\"supportedVersions\":[1,2,3]}}: {e}"
+            )));
+        }
+    };
+    let version = [3u64, 2, 1].into_iter().find(|v| versions.contains(v)).ok_or_else(|| {
+        ApiError::bad_request(
+            "The server could not negotiate a protocol version. The server supports protocol versions 1, 2 and 3.",
+        )
+    })?;
+    let token = bearer(&state.config, &headers)?.to_owned();
+    let endpoint = if version == 1 {
+        // Version 1 clients need an absolute URL.
+        let host = uri.authority().map(|a| a.to_string()).or_else(|| {
+            headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        });
+        let host =
+            host.ok_or_else(|| ApiError::bad_request("Protocol version 1 needs a Host header."))?;
+        let scheme = if state.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{host}/v2")
+    } else {
+        "/v2".to_owned()
+    };
+    let expires = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(
+        (state.config.clock.now_ms() + METADATA_TTL.as_millis() as u64) as i64,
+    )
+    .unwrap_or_default();
+    let body = serde_json::json!({
+        "version": version,
+        "databaseId": state.config.database_id.to_string(),
+        "endpoints": [
+            {"url": endpoint, "consistency": "strong"},
+            {"url": endpoint, "consistency": "eventual"},
+        ],
+        "token": token,
+        "expiresAt": expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    });
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+/// Header checks of every data-path call (v1 and v2/v3 styles).
+fn data_path(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let id = match (text("x-denokv-version"), text("x-transaction-domain-id")) {
+        (Some("2" | "3"), _) => text("x-denokv-database-id"),
+        (Some(_), _) => {
+            return Err(ApiError::bad_request(
+                "Expected protocol version 2 or 3 in x-denokv-version.",
+            ));
+        }
+        (None, Some(id)) => Some(id),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "Missing x-denokv-version header: fetch metadata first (protocol version 2 or 3).",
+            ));
+        }
+    };
+    bearer(&state.config, headers)?;
+    match id.and_then(|id| uuid::Uuid::parse_str(id).ok()) {
+        Some(id) if id == state.config.database_id => Ok(()),
+        _ => Err(ApiError::bad_request("Invalid database id.")),
+    }
+}
+
+fn decode<M: Message + Default>(body: &[u8]) -> Result<M, ApiError> {
+    M::decode(body).map_err(|e| ApiError::bad_request(format!("Request protobuf is invalid: {e}.")))
+}
+
+fn protobuf(m: impl Message) -> Response {
+    let mut r = Response::new(Body::from(m.encode_to_vec()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-protobuf"),
+    );
+    r
+}
+
+async fn snapshot_read(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    data_path(&state, &headers)?;
+    let ranges = convert::read_request(decode(&body)?)?;
+    // Every endpoint of this server reads the primary, so eventual reads
+    // are strongly consistent too.
+    let out = state
+        .backend
+        .snapshot_read(ranges, Consistency::Strong)
+        .await?;
+    Ok(protobuf(convert::read_output(out)))
+}
+
+async fn atomic_write(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    data_path(&state, &headers)?;
+    let write = convert::write_request(decode(&body)?, state.config.clock.now_ms())?;
+    // The commit runs to completion even if the client goes away, so a
+    // graceful shutdown never leaves a commit half-way.
+    let backend = state.backend.clone();
+    let outcome = tokio::spawn(async move { backend.atomic_write(write).await })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "commit task failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "An internal server error occurred.",
+            )
+        })??;
+    Ok(protobuf(convert::write_output(outcome)))
+}
+
+fn frame(payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(4 + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
+async fn watch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    data_path(&state, &headers)?;
+    let req: proto::Watch = decode(&body)?;
+    let keys = convert::watch_request(req)?;
+    let updates = state.backend.watch(keys).map(|snapshot| match snapshot {
+        Ok(entries) => Ok(frame(&convert::watch_output(entries).encode_to_vec())),
+        Err(e) => {
+            tracing::warn!(error = %e, "watch failed");
+            Err(std::io::Error::other(e.to_string()))
+        }
+    });
+    let pings = futures::stream::unfold(
+        tokio::time::interval(WATCH_PING),
+        |mut interval| async move {
+            interval.tick().await;
+            Some((Ok(frame(&[])), interval))
+        },
+    )
+    .skip(1);
+    let mut stop = state.stop.clone();
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    // The stream ends with the backend's watch (database closed) or when
+    // the server stops.
+    let body = futures::stream::select(
+        updates
+            .map(Some)
+            .chain(futures::stream::once(async { None })),
+        pings.map(Some),
+    )
+    .take_while(|item| futures::future::ready(item.is_some()))
+    .filter_map(futures::future::ready)
+    .take_until(stopped);
+    let mut r = Response::new(Body::from_stream(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(r)
+}
+
+/// Serves `backend` on `listener` until `shutdown` resolves, then stops
+/// accepting, ends watch streams, lets in-flight requests finish (up to
+/// 10 s) and returns. The backend is not closed.
+///
+/// # Errors
+/// Only for a listener that cannot be used at all.
+pub async fn serve(
+    listener: TcpListener,
+    backend: Arc<dyn Backend>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let tls = config.tls.clone().map(TlsAcceptor::from);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = router(backend, config, stop_rx);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let result = match tls {
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned(),
+                        )
+                        .await
+                }
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => {
+                        watcher
+                            .watch(
+                                builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .into_owned(),
+                            )
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10 s; closing them");
+    }
+    Ok(())
+}
+
+/// Binds `addr` and returns the listener with its actual address (useful
+/// with port 0).
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}

@@ -1,0 +1,3 @@
+//! Integration tests of kv-remote.
+
+mod codegen;

@@ -1,0 +1,146 @@
+//! `kv`: serve a kv database over KV Connect, so that `Deno.openKv(url)`,
+//! `@deno/kv` and Python `denokv` can use it.
+//!
+//! `kv serve` with no arguments serves `./kv.sqlite3` on `127.0.0.1:4512`
+//! and prints the URL and an access token.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use kv_remote::ServerConfig;
+
+#[derive(Parser)]
+#[command(name = "kv", version, about = "Deno KV, rebuilt in Rust")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a database over KV Connect.
+    Serve(Serve),
+}
+
+#[derive(clap::Args)]
+struct Serve {
+    /// SQLite file to serve (created if missing).
+    #[arg(long, default_value = "kv.sqlite3")]
+    path: PathBuf,
+    /// Any `kv::open` URL instead of `--path` (e.g. `memory:`, `sqlite:FILE`).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4512")]
+    addr: SocketAddr,
+    /// Access token clients must present (repeat for several; at least 12
+    /// characters). Without one, a random token is generated and printed.
+    #[arg(
+        long = "access-token",
+        env = "DENO_KV_ACCESS_TOKEN",
+        value_delimiter = ','
+    )]
+    access_tokens: Vec<String>,
+    /// PEM certificate chain: serve HTTPS (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Database id announced to clients (default: the nil UUID, like denokv).
+    #[arg(long)]
+    database_id: Option<uuid::Uuid>,
+}
+
+fn generated_token() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..32)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[allow(clippy::print_stdout)]
+async fn serve(args: Serve) -> anyhow::Result<()> {
+    let mut tokens = args.access_tokens.clone();
+    tokens.retain(|t| !t.is_empty());
+    let generated = tokens.is_empty();
+    if generated {
+        tokens.push(generated_token());
+    }
+    if let Some(short) = tokens.iter().find(|t| t.len() < 12) {
+        anyhow::bail!(
+            "access tokens must be at least 12 characters long (got {} characters)",
+            short.len()
+        );
+    }
+    let url = match &args.backend {
+        Some(url) => url.clone(),
+        None => format!("sqlite:{}", args.path.display()),
+    };
+    let backend = kv::open_backend(&url).await?;
+    let mut config = ServerConfig::new(tokens.clone());
+    if let Some(id) = args.database_id {
+        config = config.with_database_id(id);
+    }
+    let scheme = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            config = config.with_tls_pem(cert, key)?;
+            "https"
+        }
+        _ => "http",
+    };
+    let (listener, addr) = kv_remote::bind(args.addr).await?;
+    println!("kv {} serving {url}", env!("CARGO_PKG_VERSION"));
+    println!("listening on {scheme}://{addr}");
+    if generated {
+        println!("access token: {}", tokens[0]);
+    }
+    println!(
+        "connect from Deno: DENO_KV_ACCESS_TOKEN=<token> deno run -A --unstable-kv app.ts  # Deno.openKv(\"{scheme}://{addr}\")"
+    );
+    tracing::info!(%addr, backend = %url, "serving");
+    kv_remote::serve(listener, backend.clone(), config, shutdown_signal()).await?;
+    backend.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+    }
+}
