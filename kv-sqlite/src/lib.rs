@@ -138,11 +138,15 @@ impl SqliteConfig {
     /// Opens the database and starts its threads.
     ///
     /// # Errors
-    /// [`Error::Backend`] wrapping a [`SqliteError`] when the file cannot be
-    /// opened, has another schema version than Deno's version 3, or refuses
+    /// [`Error::InvalidArgument`] for an empty path; [`Error::Backend`]
+    /// wrapping a [`SqliteError`] when the file cannot be opened, has another schema version than Deno's version 3, or refuses
     /// WAL or `synchronous = FULL`; [`Error::Unavailable`] when another
     /// process keeps it locked.
     pub fn open(self) -> Result<SqliteBackend> {
+        // SQLite would give each connection its own temporary database.
+        if self.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(Error::InvalidArgument("Filename cannot be empty".into()));
+        }
         let writer_conn = schema::open_writer(self.path.as_deref(), self.busy_timeout)?;
         let reader_conns = match &self.path {
             Some(path) => (0..READERS)

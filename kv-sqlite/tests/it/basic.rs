@@ -193,6 +193,13 @@ async fn in_memory_databases_are_private() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn an_empty_path_is_refused() -> TestResult {
+    let err = SqliteBackend::open("").expect_err("empty path");
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn enqueue_is_unsupported() -> TestResult {
     let backend = SqliteBackend::open_in_memory()?;
