@@ -1,3 +1,4 @@
 //! Integration tests of kv-remote.
 
+mod bad_requests;
 mod codegen;
