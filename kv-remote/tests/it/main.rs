@@ -1,4 +1,6 @@
 //! Integration tests of kv-remote.
 
+#![allow(clippy::unwrap_used)]
+
 mod bad_requests;
 mod codegen;
