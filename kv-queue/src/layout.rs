@@ -1,0 +1,257 @@
+//! The byte layout of queue records: the only place that knows it.
+//!
+//! A message waiting for delivery is one key
+//!
+//! ```text
+//! FF 'q' 'm' <due: u64 BE ms> <index: u16 BE> 02 <20 hex chars: versionstamp> 00
+//! ```
+//!
+//! so messages sort by due time; the versionstamp (appended by a
+//! versionstamped set) makes keys unique across commits and the index
+//! within one. The value is a `Bytes` record:
+//!
+//! ```text
+//! 01                                  format version
+//! u32 LE attempts so far
+//! u8  has_schedule, then u32 LE count + u32 LE delays (ms)
+//! u32 LE count of dead-letter keys, each u32 LE length + bytes
+//! rest: the V8 payload
+//! ```
+
+use kv_core::backend::{
+    AtomicWrite, Backend, Consistency, Enqueue, Mutation, MutationKind, ReadRange, SYSTEM_PREFIX,
+};
+use kv_core::{Error, KvValue, Result};
+
+/// Prefix of every message key.
+pub const MESSAGE_PREFIX: [u8; 3] = [SYSTEM_PREFIX, b'q', b'm'];
+
+const FORMAT: u8 = 1;
+
+/// A stored queue message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// When it becomes deliverable, Unix ms.
+    pub due_ms: u64,
+    /// Delivery attempts made so far.
+    pub attempts: u32,
+    /// Remaining retry delays; `None` means the default schedule.
+    pub backoff_schedule: Option<Vec<u32>>,
+    /// Keys that receive the payload if delivery finally fails.
+    pub keys_if_undelivered: Vec<Vec<u8>>,
+    /// The V8 payload.
+    pub payload: Vec<u8>,
+}
+
+fn message_key_prefix(due_ms: u64, index: u16) -> Vec<u8> {
+    let mut key = MESSAGE_PREFIX.to_vec();
+    key.extend_from_slice(&due_ms.to_be_bytes());
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// Encodes a message record.
+pub fn encode_message(m: &Message) -> Vec<u8> {
+    let mut out = vec![FORMAT];
+    out.extend_from_slice(&m.attempts.to_le_bytes());
+    match &m.backoff_schedule {
+        None => out.push(0),
+        Some(s) => {
+            out.push(1);
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            for d in s {
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(&(m.keys_if_undelivered.len() as u32).to_le_bytes());
+    for k in &m.keys_if_undelivered {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(k);
+    }
+    out.extend_from_slice(&m.payload);
+    out
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if self.0.len() < n {
+            return Err(Error::InvalidValue("truncated queue record".into()));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// Decodes a message from its key and record.
+///
+/// # Errors
+/// `InvalidValue` for a record this version cannot read.
+pub fn decode_message(key: &[u8], record: &[u8]) -> Result<Message> {
+    let due = key
+        .strip_prefix(&MESSAGE_PREFIX[..])
+        .and_then(|k| k.get(..8))
+        .ok_or_else(|| Error::InvalidValue("not a queue message key".into()))?;
+    let mut due_bytes = [0u8; 8];
+    due_bytes.copy_from_slice(due);
+    let mut r = Reader(record);
+    if r.take(1)? != [FORMAT] {
+        return Err(Error::InvalidValue("unknown queue record format".into()));
+    }
+    let attempts = r.u32()?;
+    let backoff_schedule = match r.take(1)?[0] {
+        0 => None,
+        _ => {
+            let n = r.u32()? as usize;
+            Some((0..n).map(|_| r.u32()).collect::<Result<Vec<_>>>()?)
+        }
+    };
+    let n = r.u32()? as usize;
+    let mut keys_if_undelivered = Vec::with_capacity(n.min(16));
+    for _ in 0..n {
+        let len = r.u32()? as usize;
+        keys_if_undelivered.push(r.take(len)?.to_vec());
+    }
+    Ok(Message {
+        due_ms: u64::from_be_bytes(due_bytes),
+        attempts,
+        backoff_schedule,
+        keys_if_undelivered,
+        payload: r.0.to_vec(),
+    })
+}
+
+/// Moves the enqueues of `write` into mutations that store them, in the
+/// same commit.
+pub fn encode_enqueues(write: &mut AtomicWrite) {
+    for (index, e) in std::mem::take(&mut write.enqueues).into_iter().enumerate() {
+        let Enqueue {
+            payload,
+            deadline_ms,
+            keys_if_undelivered,
+            backoff_schedule,
+        } = e;
+        let message = Message {
+            due_ms: deadline_ms,
+            attempts: 0,
+            backoff_schedule,
+            keys_if_undelivered,
+            payload,
+        };
+        write.mutations.push(Mutation {
+            key: message_key_prefix(deadline_ms, index as u16),
+            kind: MutationKind::SetSuffixVersionstampedKey {
+                value: KvValue::Bytes(encode_message(&message)),
+                expire_at_ms: None,
+            },
+        });
+    }
+}
+
+/// Reads up to 1000 stored messages in due order (for inspection and tests).
+///
+/// # Errors
+/// Backend errors, or a record this version cannot read.
+pub async fn read_messages(backend: &dyn Backend) -> Result<Vec<(Vec<u8>, Message)>> {
+    let mut end = MESSAGE_PREFIX.to_vec();
+    end.push(0xff);
+    let range = ReadRange {
+        start: MESSAGE_PREFIX.to_vec(),
+        end,
+        limit: 1000,
+        reverse: false,
+    };
+    let mut out = Vec::new();
+    for entry in backend
+        .snapshot_read(vec![range], Consistency::Strong)
+        .await?
+        .into_iter()
+        .flatten()
+    {
+        let KvValue::Bytes(record) = &entry.value else {
+            return Err(Error::InvalidValue("queue record is not bytes".into()));
+        };
+        let m = decode_message(&entry.key, record)?;
+        out.push((entry.key, m));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kv_core::MemoryBackend;
+    use kv_core::backend::Check;
+
+    fn enqueue(deadline_ms: u64) -> Enqueue {
+        Enqueue {
+            payload: vec![0xff, 0x10, 0x22, 0x01, b'x'],
+            deadline_ms,
+            keys_if_undelivered: vec![vec![2, b'd', 0]],
+            backoff_schedule: Some(vec![10, 20]),
+        }
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let m = Message {
+            due_ms: 42,
+            attempts: 3,
+            backoff_schedule: Some(vec![1, 2]),
+            keys_if_undelivered: vec![vec![1], vec![]],
+            payload: vec![9, 9],
+        };
+        let key = message_key_prefix(42, 0);
+        assert_eq!(
+            decode_message(&key, &encode_message(&m)).expect("decodes"),
+            m
+        );
+        let none = Message {
+            backoff_schedule: None,
+            ..m
+        };
+        assert_eq!(
+            decode_message(&key, &encode_message(&none)).expect("decodes"),
+            none
+        );
+        assert!(decode_message(&key, &[1, 0]).is_err());
+    }
+
+    #[test]
+    fn enqueues_are_stored_with_the_commit_only() {
+        futures::executor::block_on(async {
+            let backend = crate::QueueBackend::new(MemoryBackend::new());
+            let w = AtomicWrite {
+                enqueues: vec![enqueue(7), enqueue(5)],
+                ..Default::default()
+            };
+            assert!(backend.atomic_write(w).await.expect("commits").is_ok());
+            let failing = AtomicWrite {
+                checks: vec![Check {
+                    key: vec![2, b'x', 0],
+                    versionstamp: Some(kv_core::Versionstamp::ZERO),
+                }],
+                enqueues: vec![enqueue(1)],
+                ..Default::default()
+            };
+            assert!(!backend.atomic_write(failing).await.expect("runs").is_ok());
+            let stored = read_messages(&backend).await.expect("reads");
+            let dues: Vec<u64> = stored.iter().map(|(_, m)| m.due_ms).collect();
+            assert_eq!(
+                dues,
+                vec![5, 7],
+                "sorted by due time; the failed commit enqueued nothing"
+            );
+            assert_eq!(stored[0].1.backoff_schedule, Some(vec![10, 20]));
+            assert_eq!(stored[0].1.keys_if_undelivered, vec![vec![2, b'd', 0]]);
+        });
+    }
+}
