@@ -53,8 +53,9 @@ fn crash_child() -> TestResult {
                         op.set(key!["r", round, stream, i, k], KvValue::U64(i));
                     }
                     op.commit().await?;
+                    // One write per line, so a kill cannot split a line.
                     let mut out = std::io::stdout().lock();
-                    writeln!(out, "ack {stream} {i}")?;
+                    out.write_all(format!("ack {stream} {i}\n").as_bytes())?;
                     out.flush()?;
                 }
                 anyhow::Ok(())
