@@ -19,6 +19,18 @@
 //! No async runtime is needed; blocking SQLite calls never run on the
 //! caller's executor.
 //!
+//! # File format
+//!
+//! Deno's schema at `migration_state` version 3 (other versions are
+//! refused): table `kv` holds one row per key with the encoded key `k`, the
+//! value bytes `v`, `v_encoding` (1 = V8, 2 = little-endian u64, 3 = bytes),
+//! `version` (the commit counter, so the versionstamp is its 8 big-endian
+//! bytes plus two zero bytes) and `expiration_ms` (−1 = never). Table
+//! `data_version` holds the counter; each commit advances it by exactly 1,
+//! and so does an expiry sweep that deleted something. The `queue` tables
+//! are created for Deno but not used: kv keeps queues as data under
+//! [`kv_core::backend::SYSTEM_PREFIX`].
+//!
 //! ```
 //! # futures::executor::block_on(async {
 //! use kv_core::{Kv, KvValue, key};
