@@ -61,9 +61,14 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The workspace root (the parent of this crate's folder).
+/// The workspace root (the parent of this crate's folder). `cargo run` and
+/// `cargo test` set `CARGO_MANIFEST_DIR` at run time too, which stays right
+/// when a checkout is moved with its `target/`; the compile-time value is the
+/// fallback for running the binary directly.
 pub(crate) fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    Path::new(&manifest_dir)
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()

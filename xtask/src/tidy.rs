@@ -165,10 +165,7 @@ struct Member {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
+    crate::project_root()
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
