@@ -32,8 +32,11 @@ pub const MAX_TOTAL_KEY_SIZE: usize = 81_920;
 pub const MAX_WATCHED_KEYS: usize = 10;
 /// Most dead-letter keys on one queue message.
 pub const MAX_UNDELIVERED_KEYS: usize = 10;
-/// Most backoff intervals on one queue message.
+/// Most backoff intervals on one queue message (the Deno runtime's limit).
 pub const MAX_BACKOFF_INTERVALS: usize = 5;
+/// Most backoff intervals a server accepts on one queue message: denokv's
+/// limit, which other clients (Python `denokv`) rely on.
+pub const MAX_SERVER_BACKOFF_INTERVALS: usize = 10;
 /// Largest backoff interval, in ms (one hour).
 pub const MAX_BACKOFF_INTERVAL_MS: u64 = 3_600_000;
 /// Longest queue delay, in ms (30 days).
@@ -120,7 +123,16 @@ pub fn check_watch(keys: &[Vec<u8>]) -> Result<()> {
 /// `LimitExceeded` naming the first limit exceeded, `InvalidKey` for empty or
 /// system keys, `InvalidArgument` for malformed queue options.
 pub fn check_write(write: &AtomicWrite) -> Result<()> {
-    check_write_inner(write, false)
+    check_write_inner(write, false, MAX_BACKOFF_INTERVALS)
+}
+
+/// [`check_write`] as a server applies it to a commit received from any
+/// client: the same limits, but up to 10 backoff intervals per message.
+///
+/// # Errors
+/// As [`check_write`].
+pub fn check_received_write(write: &AtomicWrite) -> Result<()> {
+    check_write_inner(write, false, MAX_SERVER_BACKOFF_INTERVALS)
 }
 
 /// [`check_write`] for layers that write the system key space themselves.
@@ -128,10 +140,10 @@ pub fn check_write(write: &AtomicWrite) -> Result<()> {
 /// # Errors
 /// As [`check_write`], without the system-key rule.
 pub fn check_system_write(write: &AtomicWrite) -> Result<()> {
-    check_write_inner(write, true)
+    check_write_inner(write, true, MAX_BACKOFF_INTERVALS)
 }
 
-fn check_write_inner(write: &AtomicWrite, allow_system: bool) -> Result<()> {
+fn check_write_inner(write: &AtomicWrite, allow_system: bool, max_backoff: usize) -> Result<()> {
     check_size(Limit::Checks, MAX_CHECKS, write.checks.len())?;
     check_size(
         Limit::Mutations,
@@ -181,11 +193,7 @@ fn check_write_inner(write: &AtomicWrite, allow_system: bool) -> Result<()> {
             }
         }
         if let Some(schedule) = &e.backoff_schedule {
-            check_size(
-                Limit::BackoffIntervals,
-                MAX_BACKOFF_INTERVALS,
-                schedule.len(),
-            )?;
+            check_size(Limit::BackoffIntervals, max_backoff, schedule.len())?;
             for &ms in schedule {
                 if u64::from(ms) > MAX_BACKOFF_INTERVAL_MS {
                     return Err(Error::limit(

@@ -116,7 +116,7 @@ pub(crate) fn write_request(req: proto::AtomicWrite, now_ms: u64) -> Result<Atom
             backoff_schedule: (!e.backoff_schedule.is_empty()).then_some(e.backoff_schedule),
         });
     }
-    limits::check_write(&write)?;
+    limits::check_received_write(&write)?;
     Ok(write)
 }
 

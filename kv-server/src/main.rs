@@ -21,6 +21,39 @@ struct Cli {
 enum Command {
     /// Serve a database over KV Connect.
     Serve(Serve),
+    /// List the queue messages stored in a database (one JSON line each).
+    Queue(Queue),
+}
+
+#[derive(clap::Args)]
+struct Queue {
+    /// SQLite file to inspect.
+    #[arg(long, default_value = "kv.sqlite3")]
+    path: PathBuf,
+    /// Any `kv::open` URL instead of `--path`.
+    #[arg(long)]
+    backend: Option<String>,
+}
+
+#[allow(clippy::print_stdout)]
+async fn queue(args: Queue) -> anyhow::Result<()> {
+    let url = match &args.backend {
+        Some(url) => url.clone(),
+        None => format!("sqlite:{}", args.path.display()),
+    };
+    let backend = kv::open_backend(&url).await?;
+    for (_, m) in kv_queue::layout::read_messages(backend.as_ref()).await? {
+        let line = serde_json::json!({
+            "due_ms": m.due_ms,
+            "attempts": m.attempts,
+            "backoff_schedule": m.backoff_schedule,
+            "keys_if_undelivered": m.keys_if_undelivered.len(),
+            "payload_bytes": m.payload.len(),
+        });
+        println!("{line}");
+    }
+    backend.close().await;
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -145,5 +178,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Queue(args) => queue(args).await,
     }
 }
