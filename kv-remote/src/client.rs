@@ -26,6 +26,7 @@ pub struct RemoteConfig {
     token: String,
     max_retries: u32,
     timeout: Duration,
+    root_certificates: Vec<Vec<u8>>,
 }
 
 impl RemoteConfig {
@@ -37,7 +38,15 @@ impl RemoteConfig {
             token: token.into(),
             max_retries: 8,
             timeout: Duration::from_secs(30),
+            root_certificates: Vec::new(),
         }
+    }
+
+    /// Also trusts this PEM certificate (for servers with a private CA or a
+    /// self-signed certificate).
+    pub fn with_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(pem.into());
+        self
     }
 
     /// Uses `DENO_KV_ACCESS_TOKEN` as the token.
@@ -86,6 +95,11 @@ impl RemoteConfig {
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none());
+        for pem in &self.root_certificates {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| Error::InvalidArgument(format!("invalid root certificate: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
         if url.scheme() == "http" {
             // Every KV Connect server speaks h2c: Deno's own client uses
             // nothing else. One multiplexed connection serves all calls.

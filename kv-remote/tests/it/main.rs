@@ -4,3 +4,5 @@
 
 mod bad_requests;
 mod codegen;
+mod resilience;
+mod tls;

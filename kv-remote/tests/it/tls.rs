@@ -1,0 +1,50 @@
+//! The server speaks TLS (HTTP/2 via ALPN) with a PEM key pair, and the
+//! remote backend connects to it.
+
+use std::sync::Arc;
+
+use kv_core::{Kv, KvValue, MemoryBackend, key};
+
+#[tokio::test]
+async fn remote_backend_over_tls() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+
+    let config = kv_remote::ServerConfig::new(["tls-token-1234567"])
+        .with_tls_pem(&cert_path, &key_path)
+        .unwrap();
+    let (listener, addr) = kv_remote::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    tokio::spawn(kv_remote::serve(
+        listener,
+        Arc::new(MemoryBackend::new()),
+        config,
+        std::future::pending(),
+    ));
+
+    let url = format!("https://localhost:{}", addr.port());
+    let remote = kv_remote::RemoteConfig::new(url.clone(), "tls-token-1234567")
+        .with_root_certificate_pem(cert.cert.pem())
+        .connect()
+        .await
+        .unwrap();
+    let kv = Kv::new(remote);
+    let stamp = kv.set(key!["secure"], KvValue::U64(1)).await.unwrap();
+    let entry = kv.get(key!["secure"]).await.unwrap().unwrap();
+    assert_eq!(entry.versionstamp, stamp);
+
+    // Without trusting the certificate, connecting fails with a clear error.
+    let untrusted = kv_remote::RemoteConfig::new(url, "tls-token-1234567")
+        .with_max_retries(0)
+        .connect()
+        .await;
+    assert!(
+        matches!(untrusted, Err(kv_core::Error::Unavailable { .. })),
+        "{untrusted:?}"
+    );
+}
