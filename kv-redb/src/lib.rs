@@ -1,0 +1,344 @@
+//! A durable [`kv_core::Backend`] on [redb](https://www.redb.org), the
+//! pure-Rust embedded key-value store: no C dependency.
+//!
+//! - **Writes** go to one writer thread, which commits everything already
+//!   queued as one group: one redb write transaction and one fsync
+//!   ([`redb::Durability::Immediate`]). Each write keeps its own checks,
+//!   its own versionstamp and its own failure: it is evaluated against the
+//!   pending changes of the group's earlier writes, and only a write whose
+//!   checks and mutations all succeeded adds its changes to the group.
+//! - **Reads** go to a small pool of reader threads; each request is one
+//!   redb read transaction, a consistent snapshot that sees every
+//!   acknowledged commit.
+//! - **Durability**: a commit is acknowledged only after redb's `commit`
+//!   returned with immediate durability.
+//! - **Expiry**: expired keys are hidden from reads and checks at once and
+//!   deleted by a sweep on the writer thread soon after.
+//! - **Watch** sees this handle's commits at once. There is no
+//!   cross-process watch because there is no other process: redb locks its
+//!   file exclusively, so opening a file that is already open, in another
+//!   process or through another handle of this one, fails with
+//!   [`RedbError::AlreadyOpen`] (inside [`kv_core::Error::Backend`]).
+//!   Share one [`RedbBackend`] instead; clones are cheap.
+//!
+//! No async runtime is needed; blocking redb calls never run on the caller's
+//! executor.
+//!
+//! # File format
+//!
+//! Version 1 (stored in `meta`; files of other versions are refused). Three
+//! redb tables:
+//!
+//! - `kv` (`&[u8]` → `&[u8]`): the encoded key → a value record: the value
+//!   encoding (1 byte: 1 = V8, 2 = little-endian u64, 3 = bytes), the
+//!   versionstamp (10 bytes), the expiry in Unix ms (`i64` little-endian,
+//!   −1 = never), then the value bytes (8 little-endian bytes for a u64).
+//! - `expiry` (`&[u8]` → `()`): the expiry index, one entry per key that
+//!   expires: the expiry (`u64` big-endian) followed by the encoded key.
+//! - `meta` (`&str` → `u64`): `format` (the version, 1) and `counter`, the
+//!   commit counter. A commit's versionstamp is
+//!   [`kv_core::Versionstamp::from_counter`]`(counter)`; each commit
+//!   advances it by exactly 1, and so does an expiry sweep that deleted
+//!   something.
+//!
+//! Queues are data under [`kv_core::backend::SYSTEM_PREFIX`], like any other
+//! keys.
+//!
+//! ```
+//! # futures::executor::block_on(async {
+//! use kv_core::{Kv, KvValue, key};
+//! use kv_redb::RedbBackend;
+//!
+//! let dir = tempfile::tempdir().expect("a temporary directory");
+//! let kv = Kv::new(RedbBackend::open(dir.path().join("data.redb"))?);
+//! kv.set(key!["visits"], KvValue::U64(1)).await?;
+//! kv.atomic().sum(key!["visits"], 41).commit().await?;
+//! let entry = kv.get(key!["visits"]).await?.expect("written above");
+//! assert_eq!(entry.value, KvValue::U64(42));
+//! kv.close().await;
+//! # Ok::<(), kv_core::Error>(())
+//! # }).unwrap();
+//! ```
+
+mod error;
+mod reader;
+mod store;
+mod writer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use crossbeam_channel::Sender;
+use futures::FutureExt;
+use futures::channel::oneshot;
+use kv_core::backend::{AtomicWrite, RawEntry, ReadRange, WatchStream};
+use kv_core::watch::{WatchHub, watch_stream};
+use kv_core::{
+    Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock, point_range,
+};
+
+use crate::error::BACKEND;
+pub use crate::error::RedbError;
+use crate::reader::ReadRequest;
+use crate::writer::{WriteRequest, Writer};
+
+/// Reader threads.
+const READERS: usize = 2;
+
+/// The default for [`RedbConfig::with_max_batch`].
+const DEFAULT_MAX_BATCH: usize = 256;
+
+/// How to open a [`RedbBackend`] (builder-lite).
+///
+/// ```
+/// use std::sync::Arc;
+/// use kv_core::ManualClock;
+/// use kv_redb::RedbConfig;
+///
+/// let dir = tempfile::tempdir().expect("a temporary directory");
+/// let backend = RedbConfig::new(dir.path().join("data.redb"))
+///     .with_clock(Arc::new(ManualClock::new(1_000)))
+///     .with_max_batch(64)
+///     .open()?;
+/// # Ok::<(), kv_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct RedbConfig {
+    path: PathBuf,
+    clock: Arc<dyn Clock>,
+    max_batch: usize,
+}
+
+impl RedbConfig {
+    /// A database file at `path`, created if missing (its directory must
+    /// exist).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        RedbConfig {
+            path: path.into(),
+            clock: Arc::new(SystemClock),
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+
+    /// Uses `clock` to decide which keys have expired (tests pass a
+    /// [`kv_core::ManualClock`]). The default is the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Commits at most `n` queued writes in one transaction (at least 1;
+    /// default 256).
+    pub fn with_max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
+    }
+
+    /// Opens the database and starts its threads.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty path; [`Error::Backend`]
+    /// wrapping a [`RedbError`]: [`RedbError::AlreadyOpen`] when the file
+    /// is open already (in this process or another),
+    /// [`RedbError::FormatVersion`] for a file of another layout version,
+    /// [`RedbError::Redb`] when redb cannot open or create it.
+    pub fn open(self) -> Result<RedbBackend> {
+        if self.path.as_os_str().is_empty() {
+            return Err(Error::InvalidArgument("Filename cannot be empty".into()));
+        }
+        let db = Arc::new(store::open(&self.path)?);
+        let (write_tx, write_rx) = crossbeam_channel::unbounded();
+        let (read_tx, read_rx) = crossbeam_channel::unbounded();
+        let hub = WatchHub::new();
+        let inner = Arc::new(Inner {
+            path: self.path.clone(),
+            hub: hub.clone(),
+            channels: RwLock::new(Some(Channels {
+                writer: write_tx,
+                reader: read_tx,
+            })),
+            workers: Mutex::new(Vec::new()),
+        });
+        // On an error below, dropping `inner` stops the threads started so
+        // far, and the last thread to end closes the file.
+        let writer = Writer::new(
+            db.clone(),
+            write_rx,
+            hub,
+            self.clock.clone(),
+            self.max_batch,
+        );
+        inner.spawn("kv-redb-writer".into(), move || writer.run())?;
+        for i in 0..READERS {
+            let (db, rx, clock) = (db.clone(), read_rx.clone(), self.clock.clone());
+            inner.spawn(format!("kv-redb-reader-{i}"), move || {
+                reader::run(db, rx, clock)
+            })?;
+        }
+        Ok(RedbBackend { inner })
+    }
+}
+
+/// A [`Backend`] storing data in a redb file. Cheap to clone: clones share
+/// the database, its threads and its watchers. The threads stop, and the
+/// file is unlocked, on [`Backend::close`] or when the last clone (and the
+/// last watch stream) is dropped.
+#[derive(Clone)]
+pub struct RedbBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    hub: WatchHub,
+    /// `None` once closed. Dropping the senders is what stops the threads.
+    channels: RwLock<Option<Channels>>,
+    workers: Mutex<Vec<Worker>>,
+}
+
+struct Channels {
+    writer: Sender<WriteRequest>,
+    reader: Sender<ReadRequest>,
+}
+
+struct Worker {
+    handle: JoinHandle<()>,
+    /// Resolves (cancelled) when the thread is about to end.
+    exited: oneshot::Receiver<()>,
+}
+
+impl Inner {
+    fn spawn(&self, name: String, body: impl FnOnce() + Send + 'static) -> Result<()> {
+        let (exit_tx, exited) = oneshot::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                let _exit = exit_tx;
+                body();
+            })
+            .map_err(RedbError::Spawn)?;
+        lock(&self.workers).push(Worker { handle, exited });
+        Ok(())
+    }
+
+    fn channels(&self) -> std::sync::RwLockReadGuard<'_, Option<Channels>> {
+        self.channels.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn send_write(&self, request: WriteRequest) -> Result<()> {
+        let channels = self.channels();
+        let channels = channels.as_ref().ok_or(Error::Closed)?;
+        channels.writer.send(request).map_err(|_| Error::Closed)
+    }
+
+    fn send_read(&self, request: ReadRequest) -> Result<()> {
+        let channels = self.channels();
+        let channels = channels.as_ref().ok_or(Error::Closed)?;
+        channels.reader.send(request).map_err(|_| Error::Closed)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let channels = self.channels.get_mut().unwrap_or_else(|e| e.into_inner());
+        drop(channels.take());
+        let workers = std::mem::take(self.workers.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for worker in workers {
+            // A worker that panicked has nothing left to clean up.
+            let _ = worker.handle.join();
+        }
+        self.hub.close();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RedbBackend {
+    /// Opens (creating if missing) the database file at `path`.
+    ///
+    /// # Errors
+    /// As [`RedbConfig::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<RedbBackend> {
+        RedbConfig::new(path.as_ref()).open()
+    }
+}
+
+impl fmt::Debug for RedbBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbBackend")
+            .field("path", &self.inner.path.display().to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Backend for RedbBackend {
+    fn name(&self) -> &str {
+        BACKEND
+    }
+
+    async fn snapshot_read(
+        &self,
+        ranges: Vec<ReadRange>,
+        _consistency: Consistency,
+    ) -> Result<Vec<Vec<RawEntry>>> {
+        let (reply, result) = oneshot::channel();
+        self.inner.send_read(ReadRequest { ranges, reply })?;
+        result.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
+        if !write.enqueues.is_empty() {
+            return Err(Error::Unsupported {
+                backend: BACKEND.into(),
+                op: "enqueue",
+            });
+        }
+        let (reply, result) = oneshot::channel();
+        self.inner.send_write(WriteRequest { write, reply })?;
+        result.await.map_err(|_| Error::Closed)?
+    }
+
+    fn watch(&self, keys: Vec<Vec<u8>>) -> WatchStream {
+        let subscription = self.inner.hub.subscribe(Some(keys.clone()));
+        let ranges: Arc<[ReadRange]> = keys.iter().map(|k| point_range(k)).collect();
+        let this = self.clone();
+        let read = Arc::new(move || {
+            let this = this.clone();
+            let ranges = ranges.to_vec();
+            async move {
+                let results = this.snapshot_read(ranges, Consistency::Strong).await?;
+                Ok(results.into_iter().map(|mut r| r.pop()).collect())
+            }
+            .boxed()
+        });
+        watch_stream(subscription, read)
+    }
+
+    async fn close(&self) {
+        let channels = self
+            .inner
+            .channels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if channels.is_none() {
+            return;
+        }
+        drop(channels);
+        let mut workers = std::mem::take(&mut *lock(&self.inner.workers));
+        for worker in &mut workers {
+            let _ = (&mut worker.exited).await;
+        }
+        for worker in workers {
+            // The thread has returned (or is returning) from its body.
+            let _ = worker.handle.join();
+        }
+        self.inner.hub.close();
+    }
+}
