@@ -1,7 +1,8 @@
 //! Runs every conformance case against every target, as
 //! `<target>::<area>::<case>`.
 //!
-//! With `KV_TEST_URL` unset: the in-process targets (memory, sqlite).
+//! With `KV_TEST_URL` unset: the in-process targets (memory, sqlite, redb,
+//! remote).
 //! With `KV_TEST_URL` set: only that URL, opened with `kv::open_backend`
 //! (one client per case; cases are namespaced and may run concurrently).
 
@@ -48,6 +49,31 @@ impl Target for Sqlite {
             let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
             let path = self.dir.path().join(format!("{}.sqlite3", rand_name()));
             let backend = kv_sqlite::SqliteConfig::new(path)
+                .with_clock(clock.clone())
+                .open()?;
+            Ok(Opened {
+                backend: Arc::new(backend),
+                clock: Some(clock),
+                shared: false,
+            })
+        })
+    }
+}
+
+struct Redb {
+    dir: tempfile::TempDir,
+}
+
+impl Target for Redb {
+    fn name(&self) -> &str {
+        "redb"
+    }
+
+    fn open(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Opened>> + Send + '_>> {
+        Box::pin(async {
+            let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+            let path = self.dir.path().join(format!("{}.redb", rand_name()));
+            let backend = kv_redb::RedbConfig::new(path)
                 .with_clock(clock.clone())
                 .open()?;
             Ok(Opened {
@@ -130,6 +156,9 @@ fn main() -> anyhow::Result<()> {
         _ => vec![
             Arc::new(Memory),
             Arc::new(Sqlite {
+                dir: tempfile::tempdir()?,
+            }),
+            Arc::new(Redb {
                 dir: tempfile::tempdir()?,
             }),
             Arc::new(Remote {

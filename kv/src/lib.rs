@@ -6,6 +6,7 @@
 //! | `memory:` | in-memory, private to this handle | always |
 //! | `:memory:` | in-memory SQLite | `sqlite` (default) |
 //! | `sqlite:PATH`, or any other path such as `./data.sqlite3` | SQLite file (Deno's own file format) | `sqlite` (default) |
+//! | `redb:PATH`, or a path ending in `.redb` | redb file (pure Rust; one process at a time) | `redb` (default) |
 //! | `http://…`, `https://…` | a KV Connect server (`kv serve`, denokv, Deno Deploy); token from `DENO_KV_ACCESS_TOKEN` | `remote` (default) |
 //!
 //! ```
@@ -45,6 +46,7 @@ pub async fn open_backend(url: &str) -> Result<Arc<dyn Backend>> {
         Target::Memory => Ok(Arc::new(MemoryBackend::new())),
         Target::SqliteMemory => sqlite::open_in_memory(),
         Target::Sqlite(path) => sqlite::open(path),
+        Target::Redb(path) => redb::open(path),
         Target::Remote(url) => remote::open(url).await,
     }
 }
@@ -54,6 +56,7 @@ enum Target<'a> {
     Memory,
     SqliteMemory,
     Sqlite(&'a str),
+    Redb(&'a str),
     Remote(&'a str),
 }
 
@@ -76,6 +79,15 @@ fn parse(url: &str) -> Result<Target<'_>> {
         }
         return Ok(Target::Sqlite(path));
     }
+    if let Some(path) = url
+        .strip_prefix("redb://")
+        .or_else(|| url.strip_prefix("redb:"))
+    {
+        if path.is_empty() {
+            return Err(Error::InvalidArgument("Filename cannot be empty".into()));
+        }
+        return Ok(Target::Redb(path));
+    }
     if url.starts_with("http://") || url.starts_with("https://") {
         return Ok(Target::Remote(url));
     }
@@ -88,6 +100,9 @@ fn parse(url: &str) -> Result<Target<'_>> {
         return Err(Error::InvalidArgument(
             "Filename cannot start with ':' unless prefixed with './'".into(),
         ));
+    }
+    if url.ends_with(".redb") {
+        return Ok(Target::Redb(url));
     }
     Ok(Target::Sqlite(url))
 }
@@ -122,6 +137,27 @@ mod sqlite {
 
     pub(super) fn open_in_memory() -> Result<Arc<dyn Backend>> {
         Err(disabled())
+    }
+}
+
+#[cfg(feature = "redb")]
+mod redb {
+    use super::*;
+
+    pub(super) fn open(path: &str) -> Result<Arc<dyn Backend>> {
+        Ok(Arc::new(kv_redb::RedbBackend::open(path)?))
+    }
+}
+
+#[cfg(not(feature = "redb"))]
+mod redb {
+    use super::*;
+
+    pub(super) fn open(_path: &str) -> Result<Arc<dyn Backend>> {
+        Err(Error::Unsupported {
+            backend: "redb".into(),
+            op: "open (enable the `redb` feature)",
+        })
     }
 }
 
@@ -164,6 +200,16 @@ mod tests {
             parse("./data.sqlite3").ok(),
             Some(Target::Sqlite("./data.sqlite3"))
         );
+        assert_eq!(
+            parse("redb:/tmp/a.db").ok(),
+            Some(Target::Redb("/tmp/a.db"))
+        );
+        assert_eq!(
+            parse("redb:///tmp/a.db").ok(),
+            Some(Target::Redb("/tmp/a.db"))
+        );
+        assert_eq!(parse("./data.redb").ok(), Some(Target::Redb("./data.redb")));
+        assert!(parse("redb:").is_err());
         assert!(parse("").is_err());
         assert!(parse(":foo").is_err());
         assert!(parse("ftp://x").is_err());
