@@ -47,6 +47,7 @@ mod lifecycle;
 mod limits;
 mod list;
 mod model;
+mod queue;
 mod sum;
 mod watch;
 
@@ -110,7 +111,8 @@ impl Cx {
     /// When the target cannot open a database.
     pub async fn new(target: Arc<dyn Target>) -> anyhow::Result<Cx> {
         let opened = target.open().await?;
-        let database = opened.backend;
+        // Every database gets the queue layer, as `kv::open` gives it.
+        let database: Arc<dyn Backend> = Arc::new(kv_queue::QueueBackend::new(opened.backend));
         let (backend, ns_len): (Arc<dyn Backend>, usize) = if opened.shared {
             let ns = key!["kv-conformance", rand::random::<u64>()].encode()?;
             let len = ns.len();
@@ -152,6 +154,11 @@ impl Cx {
         self.ns_len
     }
 
+    /// The manual clock, when time is under the test's control.
+    pub fn clock(&self) -> Option<Arc<dyn kv_core::Clock>> {
+        self.clock.clone().map(|c| c as Arc<dyn kv_core::Clock>)
+    }
+
     /// Whether time is under the test's control.
     pub fn has_manual_clock(&self) -> bool {
         self.clock.is_some()
@@ -180,6 +187,7 @@ pub fn cases() -> Vec<Case> {
         concurrency::cases(),
         lifecycle::cases(),
         model::cases(),
+        queue::cases(),
     ]
     .concat()
 }

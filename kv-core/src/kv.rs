@@ -10,8 +10,8 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt};
 
 use crate::backend::{
-    AtomicWrite, Backend, Check, CommitOutcome, Consistency, Mutation, MutationKind, RawEntry,
-    ReadRange,
+    AtomicWrite, Backend, Check, CommitOutcome, Consistency, Enqueue, Mutation, MutationKind,
+    RawEntry, ReadRange,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::error::Limit;
@@ -186,6 +186,22 @@ impl Kv {
         let mut op = self.atomic();
         op.delete(key);
         committed(op.commit().await?).map(|_| ())
+    }
+
+    /// Enqueues one message (V8-encoded `payload`) on the database's queue.
+    ///
+    /// # Errors
+    /// Invalid options, limits, `Unsupported` without a queue layer, and
+    /// backend errors.
+    pub async fn enqueue(&self, payload: Vec<u8>, options: EnqueueOptions) -> Result<Versionstamp> {
+        let mut op = self.atomic();
+        op.enqueue(payload, options);
+        committed(op.commit().await?)
+    }
+
+    /// The clock this handle uses.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Starts an atomic operation.
@@ -366,6 +382,33 @@ impl AtomicOperation {
         self.push(key.into(), kind)
     }
 
+    /// Enqueues a message (V8-encoded `payload`) that is stored if and only
+    /// if this commit succeeds. Needs a backend with a queue layer
+    /// (`kv::open` adds one); otherwise the commit fails with `Unsupported`.
+    pub fn enqueue(&mut self, payload: Vec<u8>, options: EnqueueOptions) -> &mut Self {
+        if let Err(e) = options.validate() {
+            self.error.get_or_insert(e);
+            return self;
+        }
+        let mut keys_if_undelivered = Vec::with_capacity(options.keys_if_undelivered.len());
+        for key in options.keys_if_undelivered {
+            match self.encode(key) {
+                Some(k) => keys_if_undelivered.push(k),
+                None => return self,
+            }
+        }
+        let delay = options.delay.map_or(0, |d| d.as_millis() as u64);
+        self.write.enqueues.push(Enqueue {
+            payload,
+            deadline_ms: self.kv.clock.now_ms().saturating_add(delay),
+            keys_if_undelivered,
+            backoff_schedule: options
+                .backoff_schedule
+                .map(|s| s.iter().map(|d| d.as_millis() as u32).collect()),
+        });
+        self
+    }
+
     /// The raw write built so far.
     pub fn as_write(&self) -> &AtomicWrite {
         &self.write
@@ -383,6 +426,74 @@ impl AtomicOperation {
         limits::check_write(&self.write)?;
         let write = std::mem::take(&mut self.write);
         self.kv.backend.atomic_write(write).await
+    }
+}
+
+/// Options of [`AtomicOperation::enqueue`] and [`Kv::enqueue`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EnqueueOptions {
+    /// Deliver no earlier than this long after the commit (at most 30 days).
+    pub delay: Option<Duration>,
+    /// Keys that receive the payload if every delivery attempt fails.
+    pub keys_if_undelivered: Vec<Key>,
+    /// Delays between attempts (at most 5, each at most one hour); `None`
+    /// means Deno's default `[100 ms, 1 s, 5 s, 30 s, 60 s]`, `Some(vec![])`
+    /// means no retry.
+    pub backoff_schedule: Option<Vec<Duration>>,
+}
+
+impl EnqueueOptions {
+    /// Delays delivery by `delay`.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Writes the payload to `key` if delivery finally fails.
+    pub fn with_key_if_undelivered(mut self, key: impl Into<Key>) -> Self {
+        self.keys_if_undelivered.push(key.into());
+        self
+    }
+
+    /// Retries after these delays.
+    pub fn with_backoff_schedule(mut self, schedule: Vec<Duration>) -> Self {
+        self.backoff_schedule = Some(schedule);
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let Some(delay) = self.delay {
+            let ms = delay.as_millis();
+            if ms > u128::from(limits::MAX_DELAY_MS) {
+                return Err(Error::InvalidArgument(format!(
+                    "Delay cannot be greater than 30 days: received {ms}"
+                )));
+            }
+        }
+        if self.keys_if_undelivered.len() > limits::MAX_UNDELIVERED_KEYS {
+            return Err(Error::LimitExceeded {
+                limit: Limit::UndeliveredKeys,
+                max: limits::MAX_UNDELIVERED_KEYS as u64,
+                actual: self.keys_if_undelivered.len() as u64,
+            });
+        }
+        if let Some(schedule) = &self.backoff_schedule {
+            if schedule.len() > limits::MAX_BACKOFF_INTERVALS {
+                return Err(Error::InvalidArgument(format!(
+                    "Invalid backoffSchedule, max {} intervals allowed",
+                    limits::MAX_BACKOFF_INTERVALS
+                )));
+            }
+            if let Some(i) = schedule
+                .iter()
+                .position(|d| d.as_millis() > u128::from(limits::MAX_BACKOFF_INTERVAL_MS))
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "Invalid backoffSchedule, interval at index {i} is invalid"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -51,7 +51,7 @@ pub use backend::{Backend, CommitOutcome, Consistency};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Limit, Result};
 pub use key::{Key, KeyPart};
-pub use kv::{AtomicOperation, Kv, ListIterator, ListOptions, SetOptions};
+pub use kv::{AtomicOperation, EnqueueOptions, Kv, ListIterator, ListOptions, SetOptions};
 pub use memory::{MemoryBackend, point_range};
 pub use num_bigint::BigInt;
 pub use prefix::PrefixBackend;

@@ -174,7 +174,11 @@ fn check_write_inner(write: &AtomicWrite, allow_system: bool, max_backoff: usize
             MutationKind::Delete => None,
         };
         if let Some(value) = value {
-            check_size(Limit::ValueSize, MAX_VALUE_SIZE, value.size())?;
+            // Records of the layers (a queue message holds its payload and
+            // more) may exceed the user value limit.
+            if !(allow_system && m.key.first() == Some(&SYSTEM_PREFIX)) {
+                check_size(Limit::ValueSize, MAX_VALUE_SIZE, value.size())?;
+            }
             total += m.key.len() + value.size();
             key_total += m.key.len();
         }

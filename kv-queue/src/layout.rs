@@ -17,6 +17,17 @@
 //! u32 LE count of dead-letter keys, each u32 LE length + bytes
 //! rest: the V8 payload
 //! ```
+//!
+//! A message's *id* is the key's tail after the due time (index and
+//! versionstamp part); it stays the same when the message is retried. While
+//! a listener handles a message, the message key is replaced by
+//!
+//! ```text
+//! FF 'q' 'r' <id>    value: u64 LE lease deadline (ms) ++ the record
+//! ```
+//!
+//! and `FF 'q' 'n'` is rewritten by every enqueue and retry, so that
+//! listeners can watch one key.
 
 use kv_core::backend::{
     AtomicWrite, Backend, Consistency, Enqueue, Mutation, MutationKind, ReadRange, SYSTEM_PREFIX,
@@ -25,6 +36,10 @@ use kv_core::{Error, KvValue, Result};
 
 /// Prefix of every message key.
 pub const MESSAGE_PREFIX: [u8; 3] = [SYSTEM_PREFIX, b'q', b'm'];
+/// Prefix of the keys of messages being handled (leased).
+pub const RUNNING_PREFIX: [u8; 3] = [SYSTEM_PREFIX, b'q', b'r'];
+/// A key every enqueue and requeue writes, so listeners can watch it.
+pub const NOTIFY_KEY: [u8; 3] = [SYSTEM_PREFIX, b'q', b'n'];
 
 const FORMAT: u8 = 1;
 
@@ -48,6 +63,83 @@ fn message_key_prefix(due_ms: u64, index: u16) -> Vec<u8> {
     key.extend_from_slice(&due_ms.to_be_bytes());
     key.extend_from_slice(&index.to_be_bytes());
     key
+}
+
+/// The key of a message with this id due at `due_ms`.
+pub fn message_key(due_ms: u64, id: &[u8]) -> Vec<u8> {
+    let mut key = MESSAGE_PREFIX.to_vec();
+    key.extend_from_slice(&due_ms.to_be_bytes());
+    key.extend_from_slice(id);
+    key
+}
+
+/// The id of a message key (everything after the due time).
+pub fn message_id(key: &[u8]) -> Option<&[u8]> {
+    key.strip_prefix(&MESSAGE_PREFIX[..])
+        .and_then(|k| k.get(8..))
+}
+
+/// The key of a running message.
+pub fn running_key(id: &[u8]) -> Vec<u8> {
+    let mut key = RUNNING_PREFIX.to_vec();
+    key.extend_from_slice(id);
+    key
+}
+
+/// The range of every message key due at or before `now_ms`, or of every
+/// message when `now_ms` is `u64::MAX`.
+pub fn due_range(now_ms: u64, limit: u32) -> ReadRange {
+    let end = match now_ms.checked_add(1) {
+        Some(after) => {
+            let mut end = MESSAGE_PREFIX.to_vec();
+            end.extend_from_slice(&after.to_be_bytes());
+            end
+        }
+        None => prefix_end(&MESSAGE_PREFIX),
+    };
+    ReadRange {
+        start: MESSAGE_PREFIX.to_vec(),
+        end,
+        limit,
+        reverse: false,
+    }
+}
+
+/// The range of every key starting with `prefix` (`prefix` ends below 0xFF).
+pub fn prefix_range(prefix: &[u8], limit: u32) -> ReadRange {
+    ReadRange {
+        start: prefix.to_vec(),
+        end: prefix_end(prefix),
+        limit,
+        reverse: false,
+    }
+}
+
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    end.push(0xff);
+    end
+}
+
+/// Encodes a running record: the lease deadline, then the message record.
+pub fn encode_running(deadline_ms: u64, m: &Message) -> Vec<u8> {
+    let mut out = deadline_ms.to_le_bytes().to_vec();
+    out.extend_from_slice(&encode_message(m));
+    out
+}
+
+/// Decodes a running record into its lease deadline and message (whose
+/// `due_ms` is 0: a running message is not due).
+///
+/// # Errors
+/// `InvalidValue` for a record this version cannot read.
+pub fn decode_running(record: &[u8]) -> Result<(u64, Message)> {
+    let (deadline, rest) = record
+        .split_first_chunk::<8>()
+        .ok_or_else(|| Error::InvalidValue("truncated running record".into()))?;
+    let mut key = MESSAGE_PREFIX.to_vec();
+    key.extend_from_slice(&[0; 8]);
+    Ok((u64::from_le_bytes(*deadline), decode_message(&key, rest)?))
 }
 
 /// Encodes a message record.
@@ -132,6 +224,15 @@ pub fn decode_message(key: &[u8], record: &[u8]) -> Result<Message> {
 /// Moves the enqueues of `write` into mutations that store them, in the
 /// same commit.
 pub fn encode_enqueues(write: &mut AtomicWrite) {
+    if write.enqueues.is_empty() {
+        return;
+    }
+    let earliest = write
+        .enqueues
+        .iter()
+        .map(|e| e.deadline_ms)
+        .min()
+        .unwrap_or(0);
     for (index, e) in std::mem::take(&mut write.enqueues).into_iter().enumerate() {
         let Enqueue {
             payload,
@@ -153,6 +254,18 @@ pub fn encode_enqueues(write: &mut AtomicWrite) {
                 expire_at_ms: None,
             },
         });
+    }
+    write.mutations.push(notify(earliest));
+}
+
+/// The mutation that wakes listeners, telling them the earliest due time.
+pub fn notify(due_ms: u64) -> Mutation {
+    Mutation {
+        key: NOTIFY_KEY.to_vec(),
+        kind: MutationKind::Set {
+            value: KvValue::U64(due_ms),
+            expire_at_ms: None,
+        },
     }
 }
 

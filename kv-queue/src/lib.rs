@@ -39,6 +39,9 @@ use kv_core::backend::{
 };
 
 pub mod layout;
+mod listener;
+
+pub use listener::{Delivery, HandlerError, Queue, QueueStats};
 
 /// The retry delays used when a message names none (Deno's default).
 pub const DEFAULT_BACKOFF_SCHEDULE: [u32; 5] = [100, 1000, 5000, 30000, 60000];

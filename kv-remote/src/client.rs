@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::StreamExt;
 use kv_core::backend::{
-    AtomicWrite, Backend, CommitOutcome, Consistency, RawEntry, ReadRange, WatchStream,
+    AtomicWrite, Backend, CommitOutcome, Consistency, RawEntry, ReadRange, SYSTEM_PREFIX,
+    WatchStream, is_system_key,
 };
 use kv_core::{Error, Result};
 use prost::Message;
@@ -387,8 +388,16 @@ impl Backend for RemoteBackend {
         consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>> {
         let n = ranges.len();
+        let system = ranges
+            .iter()
+            .any(|r| is_system_key(&r.start) || r.end.as_slice() > [SYSTEM_PREFIX].as_slice());
+        let method = if system {
+            "x-kv/snapshot_read"
+        } else {
+            "snapshot_read"
+        };
         let body = convert::read_to_proto(ranges).encode_to_vec();
-        let out = self.inner.call("snapshot_read", consistency, body).await?;
+        let out = self.inner.call(method, consistency, body).await?;
         let out = proto::SnapshotReadOutput::decode(out).map_err(|e| {
             Error::InvalidValue(format!("KV Connect failed to decode response: {e}"))
         })?;
@@ -396,11 +405,15 @@ impl Backend for RemoteBackend {
     }
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
+        let system = write.checks.iter().any(|c| is_system_key(&c.key))
+            || write.mutations.iter().any(|m| is_system_key(&m.key));
+        let method = if system {
+            "x-kv/atomic_write"
+        } else {
+            "atomic_write"
+        };
         let body = convert::write_to_proto(write).encode_to_vec();
-        let out = self
-            .inner
-            .call("atomic_write", Consistency::Strong, body)
-            .await?;
+        let out = self.inner.call(method, Consistency::Strong, body).await?;
         let out = proto::AtomicWriteOutput::decode(out).map_err(|e| {
             Error::InvalidValue(format!("KV Connect failed to decode response: {e}"))
         })?;
@@ -458,7 +471,12 @@ async fn watch_once(
 ) -> Result<()> {
     use futures::SinkExt;
     let m = inner.metadata(false).await?;
-    let url = Inner::endpoint(&m, "watch", Consistency::Strong);
+    let method = if keys.iter().any(|k| is_system_key(k)) {
+        "x-kv/watch"
+    } else {
+        "watch"
+    };
+    let url = Inner::endpoint(&m, method, Consistency::Strong);
     let body = convert::watch_to_proto(keys.to_vec()).encode_to_vec();
     let r = inner
         .request(&m, &url, body)

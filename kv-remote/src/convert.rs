@@ -25,7 +25,8 @@ fn clamp_to_user_space(mut range: ReadRange) -> ReadRange {
 }
 
 /// Validates a client's `SnapshotRead`.
-pub(crate) fn read_request(req: proto::SnapshotRead) -> Result<Vec<ReadRange>> {
+/// `system` admits the reserved key space (kv's own extension endpoints).
+pub(crate) fn read_request(req: proto::SnapshotRead, system: bool) -> Result<Vec<ReadRange>> {
     let mut ranges = Vec::with_capacity(req.ranges.len());
     for r in req.ranges {
         let limit = u32::try_from(r.limit)
@@ -42,6 +43,9 @@ pub(crate) fn read_request(req: proto::SnapshotRead) -> Result<Vec<ReadRange>> {
         });
     }
     limits::check_read(&ranges)?;
+    if system {
+        return Ok(ranges);
+    }
     Ok(ranges.into_iter().map(clamp_to_user_space).collect())
 }
 
@@ -63,7 +67,11 @@ fn bound(b: Vec<u8>) -> Option<Vec<u8>> {
 }
 
 /// Validates a client's `AtomicWrite`; `now_ms` bounds enqueue deadlines.
-pub(crate) fn write_request(req: proto::AtomicWrite, now_ms: u64) -> Result<AtomicWrite> {
+pub(crate) fn write_request(
+    req: proto::AtomicWrite,
+    now_ms: u64,
+    system: bool,
+) -> Result<AtomicWrite> {
     let mut write = AtomicWrite::default();
     for c in req.checks {
         let versionstamp = match c.versionstamp.len() {
@@ -116,15 +124,19 @@ pub(crate) fn write_request(req: proto::AtomicWrite, now_ms: u64) -> Result<Atom
             backoff_schedule: (!e.backoff_schedule.is_empty()).then_some(e.backoff_schedule),
         });
     }
-    limits::check_received_write(&write)?;
+    if system {
+        limits::check_system_write(&write)?;
+    } else {
+        limits::check_received_write(&write)?;
+    }
     Ok(write)
 }
 
 /// Validates a client's `Watch`.
-pub(crate) fn watch_request(req: proto::Watch) -> Result<Vec<Vec<u8>>> {
+pub(crate) fn watch_request(req: proto::Watch, system: bool) -> Result<Vec<Vec<u8>>> {
     let keys: Vec<Vec<u8>> = req.keys.into_iter().map(|k| k.key).collect();
     limits::check_watch(&keys)?;
-    if keys.iter().any(|k| kv_core::backend::is_system_key(k)) {
+    if !system && keys.iter().any(|k| kv_core::backend::is_system_key(k)) {
         return Err(Error::InvalidKey(
             "key is in the reserved system key space".into(),
         ));

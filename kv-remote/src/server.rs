@@ -150,6 +150,9 @@ pub fn router(
         .route("/v2/snapshot_read", post(snapshot_read))
         .route("/v2/atomic_write", post(atomic_write))
         .route("/v2/watch", post(watch))
+        .route("/v2/x-kv/snapshot_read", post(system_snapshot_read))
+        .route("/v2/x-kv/atomic_write", post(system_atomic_write))
+        .route("/v2/x-kv/watch", post(system_watch))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -333,13 +336,65 @@ fn protobuf(m: impl Message) -> Response {
     r
 }
 
-async fn snapshot_read(
-    State(state): State<AppState>,
+// kv's extension endpoints (`/v2/x-kv/…`): the same messages, with the
+// reserved key space admitted, for queue and cron layers running in
+// clients. Standard clients never call them.
+async fn system_snapshot_read(
+    state: State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    read_impl(state, headers, body, true).await
+}
+
+async fn system_atomic_write(
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    write_impl(state, headers, body, true).await
+}
+
+async fn system_watch(
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    watch_impl(state, headers, body, true).await
+}
+
+async fn snapshot_read(
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    read_impl(state, headers, body, false).await
+}
+
+async fn atomic_write(
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    write_impl(state, headers, body, false).await
+}
+
+async fn watch(
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    watch_impl(state, headers, body, false).await
+}
+
+async fn read_impl(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+    system: bool,
+) -> Result<Response, ApiError> {
     data_path(&state, &headers)?;
-    let ranges = convert::read_request(decode(&body)?)?;
+    let ranges = convert::read_request(decode(&body)?, system)?;
     // Every endpoint of this server reads the primary, so eventual reads
     // are strongly consistent too.
     let out = state
@@ -349,13 +404,14 @@ async fn snapshot_read(
     Ok(protobuf(convert::read_output(out)))
 }
 
-async fn atomic_write(
+async fn write_impl(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
+    system: bool,
 ) -> Result<Response, ApiError> {
     data_path(&state, &headers)?;
-    let write = convert::write_request(decode(&body)?, state.config.clock.now_ms())?;
+    let write = convert::write_request(decode(&body)?, state.config.clock.now_ms(), system)?;
     // The commit runs to completion even if the client goes away, so a
     // graceful shutdown never leaves a commit half-way.
     let backend = state.backend.clone();
@@ -379,14 +435,15 @@ fn frame(payload: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-async fn watch(
+async fn watch_impl(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
+    system: bool,
 ) -> Result<Response, ApiError> {
     data_path(&state, &headers)?;
     let req: proto::Watch = decode(&body)?;
-    let keys = convert::watch_request(req)?;
+    let keys = convert::watch_request(req, system)?;
     let updates = state.backend.watch(keys).map(|snapshot| match snapshot {
         Ok(entries) => Ok(frame(&convert::watch_output(entries).encode_to_vec())),
         Err(e) => {

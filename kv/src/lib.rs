@@ -27,6 +27,7 @@
 use std::sync::Arc;
 
 pub use kv_core::*;
+pub use kv_queue::{Delivery, Queue, QueueStats};
 
 /// Opens the database that `url` names (see the crate docs for the forms).
 ///
@@ -42,13 +43,16 @@ pub async fn open(url: &str) -> Result<Kv> {
 /// # Errors
 /// As [`open`].
 pub async fn open_backend(url: &str) -> Result<Arc<dyn Backend>> {
-    match parse(url)? {
-        Target::Memory => Ok(Arc::new(MemoryBackend::new())),
-        Target::SqliteMemory => sqlite::open_in_memory(),
-        Target::Sqlite(path) => sqlite::open(path),
-        Target::Redb(path) => redb::open(path),
-        Target::Remote(url) => remote::open(url).await,
-    }
+    // Storage backends get the queue layer, so that `enqueue` works on
+    // every database; a remote server applies its own.
+    let storage: Arc<dyn Backend> = match parse(url)? {
+        Target::Memory => Arc::new(MemoryBackend::new()),
+        Target::SqliteMemory => sqlite::open_in_memory()?,
+        Target::Sqlite(path) => sqlite::open(path)?,
+        Target::Redb(path) => redb::open(path)?,
+        Target::Remote(url) => return remote::open(url).await,
+    };
+    Ok(Arc::new(kv_queue::QueueBackend::new(storage)))
 }
 
 #[derive(Debug, PartialEq, Eq)]
