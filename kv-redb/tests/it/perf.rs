@@ -4,7 +4,8 @@
 
 use std::time::Instant;
 
-use kv_core::{KvValue, key};
+use kv_core::{Kv, KvValue, key};
+use kv_redb::RedbConfig;
 
 use crate::{TempDb, TestResult, slow};
 
@@ -47,12 +48,16 @@ fn sequential_get_rate_block_on() -> TestResult {
     futures::executor::block_on(get_rate("futures block_on"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_commit_rate() -> TestResult {
+/// Durable commits of 64 concurrent writers, `per_writer` each, through a
+/// backend that groups at most `max_batch` writes per transaction.
+async fn commit_rate(max_batch: usize, per_writer: u64) -> TestResult {
     let db = TempDb::new()?;
-    let kv = db.kv()?;
+    let kv = Kv::new(
+        RedbConfig::new(db.path())
+            .with_max_batch(max_batch)
+            .open()?,
+    );
     let writers = 64u64;
-    let per_writer = if slow() { 500 } else { 20 };
     let start = Instant::now();
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
@@ -71,8 +76,21 @@ async fn concurrent_commit_rate() -> TestResult {
     let elapsed = start.elapsed();
     let n = writers * per_writer;
     eprintln!(
-        "{n} durable commits by {writers} writers in {elapsed:?}: {:.0}/s",
+        "{n} durable commits by {writers} writers, at most {max_batch} per transaction, \
+         in {elapsed:?}: {:.0}/s",
         n as f64 / elapsed.as_secs_f64()
     );
+    kv.close().await;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commit_rate() -> TestResult {
+    commit_rate(256, if slow() { 500 } else { 20 }).await
+}
+
+/// The same without group commit: one transaction and one fsync per write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commit_rate_without_grouping() -> TestResult {
+    commit_rate(1, if slow() { 50 } else { 5 }).await
 }
