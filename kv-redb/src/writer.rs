@@ -120,16 +120,17 @@ impl Writer {
     /// for the next write (`None`: until one comes).
     fn maintain(&mut self) -> Option<Duration> {
         let next = self.next_expiry?;
-        let now = Instant::now();
-        let backing_off = self.sweep_after.is_some_and(|t| now < t);
-        if next <= self.clock.now_ms() && !backing_off {
+        if self.sweep_after.is_some_and(|t| Instant::now() >= t) {
+            self.sweep_after = None;
+        }
+        if self.sweep_after.is_none() && next <= self.clock.now_ms() {
             self.sweep();
         }
-        let due = self
-            .next_expiry
-            .is_some_and(|e| e <= self.clock.now_ms() && self.sweep_after.is_none());
+        let due = self.sweep_after.is_none()
+            && self.next_expiry.is_some_and(|e| e <= self.clock.now_ms());
         match self.next_expiry {
             None => None,
+            // A sweep left work (it deletes a chunk at a time).
             Some(_) if due => Some(Duration::ZERO),
             Some(_) => Some(POLL_INTERVAL),
         }

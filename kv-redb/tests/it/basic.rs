@@ -2,7 +2,7 @@
 
 use kv_core::backend::{AtomicWrite, Enqueue};
 use kv_core::{Backend, Error, Kv, KvValue, ListOptions, Selector, Versionstamp, key};
-use kv_redb::RedbBackend;
+use kv_redb::{RedbBackend, RedbError};
 
 use crate::{TempDb, TestResult, raw};
 
@@ -244,6 +244,45 @@ fn a_missing_directory_is_a_backend_error() -> TestResult {
     let db = TempDb::new()?;
     let err = RedbBackend::open(db.path().join("no/such/dir.redb")).expect_err("missing dir");
     assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+    Ok(())
+}
+
+#[test]
+fn a_file_that_is_not_redb_is_refused() -> TestResult {
+    let db = TempDb::new()?;
+    std::fs::write(
+        db.path(),
+        b"SQLite format 3\0 and then some more bytes".repeat(200),
+    )?;
+    let err = RedbBackend::open(db.path()).expect_err("not a redb file");
+    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+    Ok(())
+}
+
+#[test]
+fn a_file_of_another_format_version_is_refused() -> TestResult {
+    let db = TempDb::new()?;
+    {
+        let file = redb::Database::create(db.path())?;
+        let txn = file.begin_write()?;
+        txn.open_table(redb::TableDefinition::<&str, u64>::new("meta"))?
+            .insert("format", 2)?;
+        txn.commit()?;
+    }
+    let err = RedbBackend::open(db.path()).expect_err("format 2");
+    let Error::Backend { source, .. } = &err else {
+        anyhow::bail!("expected a backend error, got {err:?}");
+    };
+    assert!(
+        matches!(
+            source.downcast_ref::<RedbError>(),
+            Some(RedbError::FormatVersion {
+                found: 2,
+                expected: 1
+            })
+        ),
+        "{err}"
+    );
     Ok(())
 }
 
