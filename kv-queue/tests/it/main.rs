@@ -1,0 +1,5 @@
+//! Integration tests of kv-queue.
+
+#![allow(clippy::unwrap_used)]
+
+mod crash;
