@@ -153,9 +153,10 @@ fn killed_consumers_lose_no_message() {
         consumer.kill().unwrap();
         consumer.wait().unwrap();
         kills += 1;
-        let produced = producer.try_wait().unwrap();
-        if produced.is_some() && kills >= 10 {
-            assert!(produced.unwrap().success(), "producer failed");
+        if let Some(status) = producer.try_wait().unwrap()
+            && kills >= 10
+        {
+            assert!(status.success(), "producer failed");
             break;
         }
         assert!(
