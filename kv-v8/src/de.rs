@@ -49,6 +49,13 @@ pub fn from_js_value<T: DeserializeOwned>(value: &JsValue) -> Result<T> {
         cx: &cx,
         depth: 0,
     })
+    .map_err(|e| match e {
+        Error::TooDeep if cx.ref_visits.get() > 0 => Error::Serde(format!(
+            "the value is cyclic (or nests deeper than {MAX_DEPTH} levels through references) \
+             and cannot be read into this type"
+        )),
+        e => e,
+    })
 }
 
 struct Cx<'de> {
@@ -118,12 +125,6 @@ impl<'a, 'de> Deser<'a, 'de> {
                 .nodes
                 .get(*n as usize)
                 .ok_or_else(|| Error::Serde(format!("Ref({n}) names no object")))?;
-            if d.depth >= MAX_DEPTH {
-                return Err(Error::Serde(
-                    "the value is cyclic (or nests too deeply) and cannot be read into this type"
-                        .into(),
-                ));
-            }
             d = d.child(target)?;
         }
         Ok(d)

@@ -213,9 +213,24 @@ impl Decoder<'_> {
     }
 
     fn read_value(&mut self) -> Result<JsValue> {
+        // Containers recurse; everything else is read out of line, which
+        // keeps this frame (and so the stack per nesting level) small.
         let t = self.peek_tag()?;
-        let at = self.pos;
         self.pos += 1;
+        match t {
+            tag::BEGIN_OBJECT => self.read_object(),
+            tag::BEGIN_DENSE_ARRAY => self.read_dense_array(),
+            tag::BEGIN_SPARSE_ARRAY => self.read_sparse_array(),
+            tag::BEGIN_MAP => self.read_map(),
+            tag::BEGIN_SET => self.read_set(),
+            tag::ERROR => self.read_error(),
+            _ => self.read_leaf(t),
+        }
+    }
+
+    #[inline(never)]
+    fn read_leaf(&mut self, t: u8) -> Result<JsValue> {
+        let at = self.pos - 1;
         Ok(match t {
             tag::UNDEFINED => JsValue::Undefined,
             tag::NULL => JsValue::Null,
@@ -229,25 +244,6 @@ impl Decoder<'_> {
                 JsValue::String(self.read_string_body(t)?)
             }
             tag::OBJECT_REFERENCE => self.read_reference(at)?,
-            tag::BEGIN_OBJECT => {
-                self.new_wire_node();
-                self.enter()?;
-                let (props, _) = self.read_properties(tag::END_OBJECT, None)?;
-                let count = self.read_u32()?;
-                if count as usize != props.len() {
-                    return Err(Error::malformed(
-                        self.pos,
-                        format!(
-                            "object has {} properties, its end says {count}",
-                            props.len()
-                        ),
-                    ));
-                }
-                self.depth -= 1;
-                JsValue::Object(props)
-            }
-            tag::BEGIN_DENSE_ARRAY => self.read_dense_array()?,
-            tag::BEGIN_SPARSE_ARRAY => self.read_sparse_array()?,
             tag::DATE => {
                 self.new_wire_node();
                 JsValue::Date(self.read_double()?)
@@ -282,14 +278,24 @@ impl Decoder<'_> {
                 })?;
                 JsValue::RegExp(Box::new(JsRegExp { source, flags }))
             }
-            tag::BEGIN_MAP => self.read_map()?,
-            tag::BEGIN_SET => self.read_set()?,
             tag::ARRAY_BUFFER | tag::IMMUTABLE_ARRAY_BUFFER | tag::RESIZABLE_ARRAY_BUFFER => {
                 self.read_array_buffer(t)?
             }
-            tag::ERROR => self.read_error()?,
             _ => return Err(Error::UnsupportedTag { tag: t, offset: at }),
         })
+    }
+
+    fn read_object(&mut self) -> Result<JsValue> {
+        self.new_wire_node();
+        self.enter()?;
+        let (props, _) = self.read_properties(tag::END_OBJECT, None)?;
+        let at = self.pos;
+        let count = self.read_len()?;
+        if count != props.len() {
+            return Err(count_mismatch(at, "object properties", count, props.len()));
+        }
+        self.depth -= 1;
+        Ok(JsValue::Object(props))
     }
 
     fn read_string_body(&mut self, t: u8) -> Result<String> {
@@ -389,6 +395,7 @@ impl Decoder<'_> {
         }
     }
 
+    #[inline(never)]
     fn take_slots(&mut self, n: usize, at: usize) -> Result<()> {
         if n > self.slots_left {
             return Err(Error::TooLarge {
@@ -420,18 +427,7 @@ impl Decoder<'_> {
             }
         }
         let (props, _) = self.read_properties(tag::END_DENSE_ARRAY, None)?;
-        let end_at = self.pos;
-        let num_props = self.read_len()?;
-        let length = self.read_len()?;
-        if num_props != props.len() || length != len {
-            return Err(Error::malformed(
-                end_at,
-                format!(
-                    "dense array end says {num_props} properties and length {length}, found {} and {len}",
-                    props.len()
-                ),
-            ));
-        }
+        self.check_array_end(props.len(), len)?;
         self.depth -= 1;
         Ok(JsValue::Array(JsArray { items, props }))
     }
@@ -444,19 +440,23 @@ impl Decoder<'_> {
         self.take_slots(len, at)?;
         let mut items = vec![None; len];
         let (props, count) = self.read_properties(tag::END_SPARSE_ARRAY, Some(&mut items))?;
-        let end_at = self.pos;
-        let num_props = self.read_len()?;
-        let length = self.read_len()?;
-        if num_props != count || length != len {
-            return Err(Error::malformed(
-                end_at,
-                format!(
-                    "sparse array end says {num_props} properties and length {length}, found {count} and {len}"
-                ),
-            ));
-        }
+        self.check_array_end(count, len)?;
         self.depth -= 1;
         Ok(JsValue::Array(JsArray { items, props }))
+    }
+
+    #[inline(never)]
+    fn check_array_end(&mut self, props: usize, len: usize) -> Result<()> {
+        let at = self.pos;
+        let num_props = self.read_len()?;
+        let length = self.read_len()?;
+        if num_props != props {
+            return Err(count_mismatch(at, "array properties", num_props, props));
+        }
+        if length != len {
+            return Err(count_mismatch(at, "array length", length, len));
+        }
+        Ok(())
     }
 
     fn read_map(&mut self) -> Result<JsValue> {
@@ -501,10 +501,7 @@ impl Decoder<'_> {
         let at = self.pos;
         let length = self.read_len()?;
         if length != items.len() {
-            return Err(Error::malformed(
-                at,
-                format!("set end says {length} elements, found {}", items.len()),
-            ));
+            return Err(count_mismatch(at, "set elements", length, items.len()));
         }
         self.depth -= 1;
         Ok(JsValue::Set(items))
@@ -661,4 +658,9 @@ impl Decoder<'_> {
         self.depth -= 1;
         Ok(JsValue::Error(Box::new(error)))
     }
+}
+
+#[cold]
+fn count_mismatch(at: usize, what: &str, said: usize, found: usize) -> Error {
+    Error::malformed(at, format!("the end tag says {said} {what}, found {found}"))
 }

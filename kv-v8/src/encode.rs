@@ -176,6 +176,57 @@ impl Encoder {
     }
 
     fn write_value(&mut self, value: &JsValue) -> Result<()> {
+        // Containers recurse; leaves are written out of line, which keeps
+        // this frame (and so the stack per nesting level) small.
+        match value {
+            JsValue::Array(a) => self.container(|e| e.array(a)),
+            JsValue::Object(props) => self.container(|e| e.object(props)),
+            JsValue::Map(entries) => self.container(|e| e.map(entries)),
+            JsValue::Set(items) => self.container(|e| e.set(items)),
+            JsValue::Error(err) => self.container(|e| e.error(err)),
+            leaf => self.write_leaf(leaf),
+        }
+    }
+
+    fn container(&mut self, write: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
+        self.node(1);
+        self.enter()?;
+        write(self)?;
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn object(&mut self, props: &[(PropertyKey, JsValue)]) -> Result<()> {
+        self.out.push(tag::BEGIN_OBJECT);
+        self.props(props)?;
+        self.out.push(tag::END_OBJECT);
+        self.len(props.len());
+        Ok(())
+    }
+
+    fn map(&mut self, entries: &[(JsValue, JsValue)]) -> Result<()> {
+        self.out.push(tag::BEGIN_MAP);
+        for (k, v) in entries {
+            self.write_value(k)?;
+            self.write_value(v)?;
+        }
+        self.out.push(tag::END_MAP);
+        self.len(entries.len() * 2);
+        Ok(())
+    }
+
+    fn set(&mut self, items: &[JsValue]) -> Result<()> {
+        self.out.push(tag::BEGIN_SET);
+        for v in items {
+            self.write_value(v)?;
+        }
+        self.out.push(tag::END_SET);
+        self.len(items.len());
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn write_leaf(&mut self, value: &JsValue) -> Result<()> {
         match value {
             JsValue::Undefined => self.out.push(tag::UNDEFINED),
             JsValue::Null => self.out.push(tag::NULL),
@@ -196,21 +247,6 @@ impl Encoder {
                 self.bigint(n)?;
             }
             JsValue::String(s) => self.string(s),
-            JsValue::Array(a) => {
-                self.node(1);
-                self.enter()?;
-                self.array(a)?;
-                self.depth -= 1;
-            }
-            JsValue::Object(props) => {
-                self.node(1);
-                self.enter()?;
-                self.out.push(tag::BEGIN_OBJECT);
-                self.props(props)?;
-                self.out.push(tag::END_OBJECT);
-                self.len(props.len());
-                self.depth -= 1;
-            }
             JsValue::Date(ms) => {
                 self.node(1);
                 self.out.push(tag::DATE);
@@ -225,29 +261,6 @@ impl Encoder {
                 self.string(&re.source);
                 self.varint(u64::from(bits));
             }
-            JsValue::Map(entries) => {
-                self.node(1);
-                self.enter()?;
-                self.out.push(tag::BEGIN_MAP);
-                for (k, v) in entries {
-                    self.write_value(k)?;
-                    self.write_value(v)?;
-                }
-                self.out.push(tag::END_MAP);
-                self.len(entries.len() * 2);
-                self.depth -= 1;
-            }
-            JsValue::Set(items) => {
-                self.node(1);
-                self.enter()?;
-                self.out.push(tag::BEGIN_SET);
-                for v in items {
-                    self.write_value(v)?;
-                }
-                self.out.push(tag::END_SET);
-                self.len(items.len());
-                self.depth -= 1;
-            }
             JsValue::ArrayBuffer(bytes) => {
                 self.node(1);
                 self.out.push(tag::ARRAY_BUFFER);
@@ -255,12 +268,6 @@ impl Encoder {
                 self.out.extend_from_slice(bytes);
             }
             JsValue::TypedArray(view) => self.typed_array(view)?,
-            JsValue::Error(e) => {
-                self.node(1);
-                self.enter()?;
-                self.error(e)?;
-                self.depth -= 1;
-            }
             JsValue::BooleanObject(b) => {
                 self.node(1);
                 self.out.push(if *b {
@@ -284,6 +291,11 @@ impl Encoder {
                 self.out.push(tag::STRING_OBJECT);
                 self.string(s);
             }
+            JsValue::Array(_)
+            | JsValue::Object(_)
+            | JsValue::Map(_)
+            | JsValue::Set(_)
+            | JsValue::Error(_) => return self.write_value(value),
             JsValue::Ref(n) => {
                 let wire = self.node_wire.get(*n as usize).copied().ok_or_else(|| {
                     Error::Unencodable(format!(

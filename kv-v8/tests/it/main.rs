@@ -1,0 +1,17 @@
+//! kv-v8 integration tests: golden bytes, property tests, the serde mapping,
+//! round trips through the real Deno binary, and a throughput benchmark.
+
+mod bench;
+mod codec;
+mod deno;
+mod props;
+mod serde_map;
+
+/// Bytes from a hex string with optional spaces.
+pub(crate) fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
