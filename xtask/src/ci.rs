@@ -1,5 +1,6 @@
 //! `cargo xtask ci`: the single gate, locally and in CI (`.ci/run`).
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -23,6 +24,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
             other => bail!("unknown argument `{other}`; usage: cargo xtask ci [--skip STEP,..]"),
         }
     }
+    let summary: Cell<Option<conformance::Counts>> = Cell::new(None);
     let steps: Vec<(&str, StepFn<'_>)> = vec![
         ("tools", Box::new(|| step_tools(sh))),
         (
@@ -48,7 +50,13 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
                     .run()?)
             }),
         ),
-        ("conformance", Box::new(|| conformance::run(sh, &[]))),
+        (
+            "conformance",
+            Box::new(|| {
+                summary.set(Some(conformance::run(sh, &[])?));
+                Ok(())
+            }),
+        ),
         ("deny", Box::new(|| step_deny(sh))),
     ];
 
@@ -85,6 +93,14 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     println!("==> ci passed in {:.1}s", started.elapsed().as_secs_f64());
     for (name, took) in timings {
         println!("    {name:<12} {:>7.1}s", took.as_secs_f64());
+    }
+    // The conformance count closes the log, in the plain `N passed, N failed`
+    // form that log readers look for.
+    if let Some(total) = summary.get() {
+        println!(
+            "conformance: {} passed, {} failed, {} skipped",
+            total.passed, total.failed, total.ignored
+        );
     }
     Ok(())
 }

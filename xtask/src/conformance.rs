@@ -174,7 +174,7 @@ impl Matrix {
 /// is set) against real `kv serve` processes, passing `args` through to
 /// every run. Fails on any failed case, on a harness or server failure, or
 /// when no case ran.
-pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<Counts> {
     let mut matrix = Matrix::default();
     let mut problems: Vec<String> = Vec::new();
 
@@ -222,7 +222,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     if !problems.is_empty() {
         bail!("{}", problems.join("; "));
     }
-    Ok(())
+    Ok(total)
 }
 
 /// Runs `cargo test -p kv-conformance --test conformance -- ARGS` with `envs`,

@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
         Some("ci") => ci::run(&sh, rest),
-        Some("conformance") => conformance::run(&sh, rest),
+        Some("conformance") => conformance::run(&sh, rest).map(drop),
         Some("bench") => bench::run(&sh, rest),
         Some("crash") => crash(&sh, rest),
         Some("tools") => {
