@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use kv::Clock;
 use kv_remote::ServerConfig;
 
 #[derive(Parser)]
@@ -23,6 +24,81 @@ enum Command {
     Serve(Serve),
     /// List the queue messages stored in a database (one JSON line each).
     Queue(Queue),
+    /// Listen to a database's queue and print each message as it is
+    /// handled (acknowledging it).
+    Listen(Listen),
+}
+
+#[derive(clap::Args)]
+struct Listen {
+    /// SQLite file to listen on.
+    #[arg(long, default_value = "kv.sqlite3")]
+    path: PathBuf,
+    /// Any `kv::open` URL instead of `--path`, e.g. a `kv serve` URL (token
+    /// from `DENO_KV_ACCESS_TOKEN`).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this many seconds without a message.
+    #[arg(long)]
+    idle_timeout: Option<u64>,
+}
+
+#[allow(clippy::print_stdout)]
+async fn listen(args: Listen) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let url = match &args.backend {
+        Some(url) => url.clone(),
+        None => format!("sqlite:{}", args.path.display()),
+    };
+    let backend = kv::open_backend(&url).await?;
+    let queue = kv::Queue::new(backend.clone());
+    let handled = Arc::new(AtomicU64::new(0));
+    let last = Arc::new(AtomicU64::new(kv::SystemClock.now_ms()));
+    let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
+    let count = args.count;
+    let (h, l) = (handled.clone(), last.clone());
+    let handler = move |d: kv::Delivery| {
+        let value = kv_v8::display_value(&kv::KvValue::V8(d.payload));
+        println!(
+            "{}",
+            serde_json::json!({"attempt": d.attempt, "value": value})
+        );
+        l.store(kv::SystemClock.now_ms(), Ordering::SeqCst);
+        let n = h.fetch_add(1, Ordering::SeqCst) + 1;
+        if count.is_some_and(|c| n >= c) {
+            let _ = done_tx.send(true);
+        }
+        async { Ok(()) }
+    };
+    let idle = args.idle_timeout;
+    let stop = async move {
+        loop {
+            tokio::select! {
+                _ = done_rx.wait_for(|d| *d) => return,
+                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+                    if let Some(secs) = idle {
+                        if kv::SystemClock.now_ms() - last.load(Ordering::SeqCst) > secs * 1000 {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    queue.listen(handler, stop).await?;
+    backend.close().await;
+    if let Some(c) = count {
+        anyhow::ensure!(
+            handled.load(Ordering::SeqCst) >= c,
+            "only {} of {c} messages arrived",
+            handled.load(Ordering::SeqCst)
+        );
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -179,5 +255,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Queue(args) => queue(args).await,
+        Command::Listen(args) => listen(args).await,
     }
 }
