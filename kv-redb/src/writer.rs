@@ -273,8 +273,8 @@ fn store_key(
     Ok(())
 }
 
-/// The live record of `key`: the write's own changes first, then the
-/// group's, then the file.
+/// The versionstamp of `key` if it is live, looking at the write's own
+/// changes first, then the group's, then the file.
 fn lookup_header(
     kv: &Table<&[u8], &[u8]>,
     layers: [&Overlay; 2],
@@ -296,6 +296,7 @@ fn lookup_header(
     Ok(store::live(header.expire_at, now).then_some(header.versionstamp))
 }
 
+/// The value of `key` if it is live, looked up like [`lookup_header`].
 fn lookup_value(
     kv: &Table<&[u8], &[u8]>,
     layers: [&Overlay; 2],
