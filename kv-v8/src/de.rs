@@ -1111,19 +1111,17 @@ impl<'de> Visitor<'de> for JsValueVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsValue, A::Error> {
         let mut entries: Vec<(JsValue, JsValue)> = Vec::new();
         while let Some(k) = map.next_key::<JsValue>()? {
-            if entries.is_empty() {
-                if let JsValue::String(s) = &k {
-                    if let Some(kind) = s.strip_prefix(MAGIC) {
-                        let kind = kind.to_owned();
-                        let payload: JsValue = map.next_value()?;
-                        if map.next_key::<JsValue>()?.is_some() {
-                            return Err(de::Error::custom(format!(
-                                "{MAGIC}{kind} must be the only key of its map"
-                            )));
-                        }
-                        return crate::ser::from_magic(&kind, payload).map_err(de::Error::custom);
-                    }
+            if let (true, JsValue::String(s)) = (entries.is_empty(), &k)
+                && let Some(kind) = s.strip_prefix(MAGIC)
+            {
+                let kind = kind.to_owned();
+                let payload: JsValue = map.next_value()?;
+                if map.next_key::<JsValue>()?.is_some() {
+                    return Err(de::Error::custom(format!(
+                        "{MAGIC}{kind} must be the only key of its map"
+                    )));
                 }
+                return crate::ser::from_magic(&kind, payload).map_err(de::Error::custom);
             }
             let v = map.next_value::<JsValue>()?;
             entries.push((k, v));

@@ -385,11 +385,11 @@ impl Decoder<'_> {
             let key = self.read_key()?;
             let value = self.read_value()?;
             count += 1;
-            if let (PropertyKey::Index(i), Some(items)) = (&key, items.as_deref_mut()) {
-                if let Some(slot) = items.get_mut(*i as usize) {
-                    *slot = Some(value);
-                    continue;
-                }
+            if let (PropertyKey::Index(i), Some(items)) = (&key, items.as_deref_mut())
+                && let Some(slot) = items.get_mut(*i as usize)
+            {
+                *slot = Some(value);
+                continue;
             }
             props.push((key, value));
         }
@@ -581,7 +581,7 @@ impl Decoder<'_> {
             ));
         }
         let size = kind.element_size();
-        if offset % size != 0 || length % size != 0 {
+        if !offset.is_multiple_of(size) || !length.is_multiple_of(size) {
             return Err(Error::malformed(
                 at,
                 format!(

@@ -350,7 +350,7 @@ impl Encoder {
 
     fn typed_array(&mut self, view: &TypedArray) -> Result<()> {
         let size = view.kind.element_size();
-        if view.bytes.len() % size != 0 {
+        if !view.bytes.len().is_multiple_of(size) {
             return Err(Error::Unencodable(format!(
                 "a {} of {} bytes is not a whole number of {size}-byte elements",
                 view.kind.name(),

@@ -141,12 +141,10 @@ impl ser::Serializer for ValueSerializer {
         value: &T,
     ) -> Result<JsValue> {
         let inner = value.serialize(self)?;
-        if name == KV_U64_NAME {
-            if let JsValue::Number(n) = inner {
-                // A u64 within 2^53 came out as a number; KvU64 is a bigint.
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                return Ok(JsValue::BigInt(BigInt::from(n as u64)));
-            }
+        if let (KV_U64_NAME, JsValue::Number(n)) = (name, &inner) {
+            // A u64 within 2^53 came out as a number; KvU64 is a bigint.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            return Ok(JsValue::BigInt(BigInt::from(*n as u64)));
         }
         Ok(inner)
     }
@@ -329,10 +327,10 @@ impl ser::SerializeMap for MapSerializer {
         Ok(())
     }
     fn end(self) -> Result<JsValue> {
-        if let [(JsValue::String(k), payload)] = self.entries.as_slice() {
-            if let Some(kind) = k.strip_prefix(MAGIC) {
-                return from_magic(kind, payload.clone());
-            }
+        if let [(JsValue::String(k), payload)] = self.entries.as_slice()
+            && let Some(kind) = k.strip_prefix(MAGIC)
+        {
+            return from_magic(kind, payload.clone());
         }
         if self
             .entries
