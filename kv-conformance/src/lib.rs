@@ -41,6 +41,7 @@ macro_rules! assert_err {
 mod atomic;
 mod basics;
 mod concurrency;
+mod cron;
 mod expiry;
 mod keys;
 mod lifecycle;
@@ -188,6 +189,7 @@ pub fn cases() -> Vec<Case> {
         lifecycle::cases(),
         model::cases(),
         queue::cases(),
+        cron::cases(),
     ]
     .concat()
 }
