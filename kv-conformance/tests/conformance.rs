@@ -2,7 +2,8 @@
 //! `<target>::<area>::<case>`.
 //!
 //! With `KV_TEST_URL` unset: the in-process targets (memory, sqlite, redb,
-//! remote).
+//! remote), and `etcd` when `KV_ETCD_ENDPOINTS` names a cluster
+//! (`host:port,host:port`, as `scripts/etcd-cluster.sh start` prints it).
 //! With `KV_TEST_URL` set: only that URL, opened with `kv::open_backend`
 //! (one client per case; cases are namespaced and may run concurrently).
 
@@ -125,6 +126,39 @@ impl Target for Remote {
     }
 }
 
+/// An etcd cluster (`KV_ETCD_ENDPOINTS`). Each case gets a key prefix of
+/// its own, so no case sees another's data, and a manual clock.
+struct Etcd {
+    endpoints: String,
+}
+
+impl Target for Etcd {
+    fn name(&self) -> &str {
+        "etcd"
+    }
+
+    fn open(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Opened>> + Send + '_>> {
+        Box::pin(async {
+            let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+            let url = format!(
+                "etcd://{}/kv-conformance/{:016x}/{}",
+                self.endpoints,
+                rand::random::<u64>(),
+                rand_name()
+            );
+            let backend = kv_etcd::EtcdConfig::from_url(&url)?
+                .with_clock(clock.clone())
+                .connect()
+                .await?;
+            Ok(Opened {
+                backend: Arc::new(backend),
+                clock: Some(clock),
+                shared: false,
+            })
+        })
+    }
+}
+
 struct Url(String);
 
 impl Target for Url {
@@ -151,7 +185,7 @@ fn rand_name() -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = Arguments::from_args();
-    let targets: Vec<Arc<dyn Target>> = match std::env::var("KV_TEST_URL") {
+    let mut targets: Vec<Arc<dyn Target>> = match std::env::var("KV_TEST_URL") {
         Ok(url) if !url.is_empty() => vec![Arc::new(Url(url))],
         _ => vec![
             Arc::new(Memory),
@@ -166,6 +200,12 @@ fn main() -> anyhow::Result<()> {
             }),
         ],
     };
+    if let Ok(endpoints) = std::env::var("KV_ETCD_ENDPOINTS")
+        && !endpoints.is_empty()
+        && !std::env::var("KV_TEST_URL").is_ok_and(|u| !u.is_empty())
+    {
+        targets.push(Arc::new(Etcd { endpoints }));
+    }
     let mut trials = Vec::new();
     for target in &targets {
         for case in cases() {

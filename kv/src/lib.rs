@@ -8,6 +8,7 @@
 //! | `sqlite:PATH`, or any other path such as `./data.sqlite3` | SQLite file (Deno's own file format) | `sqlite` (default) |
 //! | `redb:PATH`, or a path ending in `.redb` | redb file (pure Rust; one process at a time) | `redb` (default) |
 //! | `http://…`, `https://…` | a KV Connect server (`kv serve`, denokv, Deno Deploy); token from `DENO_KV_ACCESS_TOKEN` | `remote` (default) |
+//! | `etcd://host:port[,host:port…][/prefix]` | an etcd cluster, keys under `prefix` (default `kv`) | `etcd` |
 //!
 //! ```
 //! # tokio_test_block_on(async {
@@ -50,6 +51,7 @@ pub async fn open_backend(url: &str) -> Result<Arc<dyn Backend>> {
         Target::SqliteMemory => sqlite::open_in_memory()?,
         Target::Sqlite(path) => sqlite::open(path)?,
         Target::Redb(path) => redb::open(path)?,
+        Target::Etcd(url) => etcd::open(url).await?,
         Target::Remote(url) => return remote::open(url).await,
     };
     Ok(Arc::new(kv_queue::QueueBackend::new(storage)))
@@ -61,6 +63,7 @@ enum Target<'a> {
     SqliteMemory,
     Sqlite(&'a str),
     Redb(&'a str),
+    Etcd(&'a str),
     Remote(&'a str),
 }
 
@@ -91,6 +94,9 @@ fn parse(url: &str) -> Result<Target<'_>> {
             return Err(Error::InvalidArgument("Filename cannot be empty".into()));
         }
         return Ok(Target::Redb(path));
+    }
+    if url.starts_with("etcd://") {
+        return Ok(Target::Etcd(url));
     }
     if url.starts_with("http://") || url.starts_with("https://") {
         return Ok(Target::Remote(url));
@@ -165,6 +171,27 @@ mod redb {
     }
 }
 
+#[cfg(feature = "etcd")]
+mod etcd {
+    use super::*;
+
+    pub(super) async fn open(url: &str) -> Result<Arc<dyn Backend>> {
+        Ok(Arc::new(kv_etcd::EtcdBackend::open(url).await?))
+    }
+}
+
+#[cfg(not(feature = "etcd"))]
+mod etcd {
+    use super::*;
+
+    pub(super) async fn open(_url: &str) -> Result<Arc<dyn Backend>> {
+        Err(Error::Unsupported {
+            backend: "etcd".into(),
+            op: "open (enable the `etcd` feature)",
+        })
+    }
+}
+
 #[cfg(feature = "remote")]
 mod remote {
     use super::*;
@@ -217,6 +244,10 @@ mod tests {
         assert!(parse("").is_err());
         assert!(parse(":foo").is_err());
         assert!(parse("ftp://x").is_err());
+        assert_eq!(
+            parse("etcd://127.0.0.1:2379,127.0.0.1:22379/app").ok(),
+            Some(Target::Etcd("etcd://127.0.0.1:2379,127.0.0.1:22379/app"))
+        );
         assert_eq!(
             parse("http://127.0.0.1:4512").ok(),
             Some(Target::Remote("http://127.0.0.1:4512"))
