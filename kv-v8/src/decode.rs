@@ -37,6 +37,7 @@ pub fn decode(bytes: &[u8]) -> Result<JsValue> {
         nodes: 0,
         depth: 0,
         slots_left: MAX_ARRAY_SLOTS,
+        props: Vec::new(),
     };
     d.read_header()?;
     let value = d.read_value()?;
@@ -76,6 +77,8 @@ struct Decoder<'a> {
     nodes: u32,
     depth: usize,
     slots_left: usize,
+    /// Properties of the objects being read (see `read_properties`).
+    props: Vec<(PropertyKey, JsValue)>,
 }
 
 impl Decoder<'_> {
@@ -305,7 +308,10 @@ impl Decoder<'_> {
         Ok(match t {
             tag::ONE_BYTE_STRING => {
                 if bytes.is_ascii() {
-                    String::from_utf8_lossy(bytes).into_owned()
+                    // ASCII is UTF-8, so this cannot fail; Latin-1 is the
+                    // fallback all the same.
+                    String::from_utf8(bytes.to_vec())
+                        .unwrap_or_else(|e| e.into_bytes().into_iter().map(char::from).collect())
                 } else {
                     bytes.iter().map(|&b| char::from(b)).collect()
                 }
@@ -375,11 +381,15 @@ impl Decoder<'_> {
         end: u8,
         mut items: Option<&mut Vec<Option<JsValue>>>,
     ) -> Result<(Vec<(PropertyKey, JsValue)>, usize)> {
-        let mut props = Vec::new();
+        // Properties collect on a stack shared by every nesting level and
+        // move to a vector of exactly their number at the end: no regrowth,
+        // and one right-sized allocation per object.
+        let start = self.props.len();
         let mut count = 0usize;
         loop {
             if self.peek_tag()? == end {
                 self.pos += 1;
+                let props = self.props.drain(start..).collect();
                 return Ok((props, count));
             }
             let key = self.read_key()?;
@@ -391,7 +401,7 @@ impl Decoder<'_> {
                 *slot = Some(value);
                 continue;
             }
-            props.push((key, value));
+            self.props.push((key, value));
         }
     }
 

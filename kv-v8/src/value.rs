@@ -144,7 +144,7 @@ impl PropertyKey {
 
 fn parse_index(s: &str) -> Option<u32> {
     let b = s.as_bytes();
-    if b.is_empty() || b.len() > 10 || (b.len() > 1 && b[0] == b'0') {
+    if !b.first().is_some_and(u8::is_ascii_digit) || b.len() > 10 || (b.len() > 1 && b[0] == b'0') {
         return None;
     }
     if !b.iter().all(u8::is_ascii_digit) {
