@@ -211,10 +211,9 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         Some(url) => url.clone(),
         None => format!("sqlite:{}", args.path.display()),
     };
-    // Enqueues from clients (the Node client sends them) are stored as queue
-    // records in the same commit.
-    let backend: std::sync::Arc<dyn kv::Backend> =
-        std::sync::Arc::new(kv_queue::QueueBackend::new(kv::open_backend(&url).await?));
+    // `open_backend` gives storage the queue layer: enqueues from clients
+    // (the Node and Python clients send them) are stored with their commit.
+    let backend = kv::open_backend(&url).await?;
     let mut config = ServerConfig::new(tokens.clone());
     if let Some(id) = args.database_id {
         config = config.with_database_id(id);

@@ -57,6 +57,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
                 Ok(())
             }),
         ),
+        ("clients", Box::new(|| crate::clients::run(sh, &[]))),
         ("deny", Box::new(|| step_deny(sh))),
     ];
 

@@ -397,7 +397,10 @@ fn against_server(
     stopped
 }
 
-fn wait_for_url(rx: &mpsc::Receiver<String>, child: &mut Child) -> anyhow::Result<String> {
+pub(crate) fn wait_for_url(
+    rx: &mpsc::Receiver<String>,
+    child: &mut Child,
+) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -419,7 +422,7 @@ fn wait_for_url(rx: &mpsc::Receiver<String>, child: &mut Child) -> anyhow::Resul
 }
 
 /// SIGTERM, then up to 10 s for a clean exit.
-fn stop(child: &mut Child) -> anyhow::Result<()> {
+pub(crate) fn stop(child: &mut Child) -> anyhow::Result<()> {
     if let Some(status) = child.try_wait()? {
         bail!("the server had already exited with {status}");
     }

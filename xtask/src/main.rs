@@ -13,6 +13,7 @@
 
 mod bench;
 mod ci;
+mod clients;
 mod conformance;
 mod tools;
 
@@ -34,6 +35,8 @@ commands:
                               name filter); KV_TEST_URL=<url> runs it against that URL
   bench embedded [--workload NAME]
                               kv (SQLite) against Deno KV, in-process on files
+  clients                     real Deno, Node (@deno/kv) and Python (denokv) clients
+                              against a real kv serve process
   crash                       kv-sqlite crash test, N rounds (env N, default 200)
   tools                       install the pinned tools (Deno) into .tools/
 ";
@@ -46,6 +49,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci::run(&sh, rest),
         Some("conformance") => conformance::run(&sh, rest).map(drop),
+        Some("clients") => clients::run(&sh, rest),
         Some("bench") => bench::run(&sh, rest),
         Some("crash") => crash(&sh, rest),
         Some("tools") => {

@@ -1,0 +1,155 @@
+//! `cargo xtask clients`: real Deno, Node (`@deno/kv`) and Python (`denokv`)
+//! clients against a real `kv serve` process.
+//!
+//! Installs what it needs into ignored folders (the pinned Deno into
+//! `.tools/npm`, `@deno/kv` into `clients/node/node_modules`, Python
+//! `denokv` into the virtualenv `.tools/py`), starts `kv serve` on a fresh
+//! SQLite file, runs the Deno test file, the Node and Python smoke tests,
+//! then a Rust queue listener (`kv listen`) that must receive the messages
+//! the Node and Python clients enqueued, and stops the server with SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
+
+use crate::conformance::{stop, wait_for_url};
+use crate::{project_root, tools};
+
+/// Messages the Node (2) and Python (1) smoke tests enqueue.
+const ENQUEUED: &str = "3";
+
+pub(crate) fn run(sh: &Shell, _args: &[String]) -> anyhow::Result<()> {
+    let root = project_root();
+    let deno = tools::ensure_deno(sh)?;
+    let node_dir = root.join("clients").join("node");
+    if !node_dir
+        .join("node_modules")
+        .join("@deno")
+        .join("kv")
+        .is_dir()
+    {
+        println!("installing @deno/kv into {}", node_dir.display());
+        cmd!(
+            sh,
+            "npm install --prefix {node_dir} --no-audit --no-fund --loglevel=error"
+        )
+        .run()?;
+    }
+    let python = ensure_python(sh, &root)?;
+    cmd!(sh, "cargo build -p kv-server --bin kv")
+        .run()
+        .context("building kv-server")?;
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let bin = target_dir.join("debug").join("kv");
+    let dir = target_dir.join("clients");
+    if dir.exists() {
+        sh.remove_path(&dir)?;
+    }
+    sh.create_dir(&dir)?;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let token = format!("clients-{}-{nanos}", std::process::id());
+    let mut child = Command::new(&bin)
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--access-token",
+            &token,
+            "--path",
+        ])
+        .arg(dir.join("clients.sqlite3"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("spawning {}", bin.display()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("the server's stdout is piped")?;
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let result = (|| -> anyhow::Result<()> {
+        let url = wait_for_url(&rx, &mut child)?;
+        println!("kv serve listening on {url}");
+        let _env = [
+            sh.push_env("KV_URL", &url),
+            sh.push_env("DENO_KV_ACCESS_TOKEN", &token),
+        ];
+        println!(
+            "\n==> Deno {} (clients/deno/kv_connect_test.ts)",
+            tools::DENO_VERSION
+        );
+        cmd!(
+            sh,
+            "{deno} test -A --unstable-kv --no-check clients/deno/kv_connect_test.ts"
+        )
+        .env("DENO_NO_UPDATE_CHECK", "1")
+        .run()
+        .context("the Deno client tests failed")?;
+        println!("\n==> Node @deno/kv (clients/node/smoke.mjs)");
+        cmd!(sh, "node --test clients/node/smoke.mjs")
+            .run()
+            .context("the Node client tests failed")?;
+        println!("\n==> Python denokv (clients/python/smoke.py)");
+        cmd!(sh, "{python} clients/python/smoke.py")
+            .run()
+            .context("the Python client tests failed")?;
+        println!("\n==> a Rust listener receives what Node and Python enqueued");
+        let backend = url.clone();
+        let out = cmd!(
+            sh,
+            "{bin} listen --backend {backend} --count {ENQUEUED} --idle-timeout 30"
+        )
+        .read()
+        .context("kv listen did not receive every enqueued message")?;
+        println!("{out}");
+        if out.lines().count() < 3 || !out.contains("from node") {
+            bail!("kv listen printed an unexpected set of messages:\n{out}");
+        }
+        Ok(())
+    })();
+    let stopped = stop(&mut child);
+    let _ = reader.join();
+    result?;
+    stopped?;
+    println!("\nclients: Deno, Node, Python and the Rust listener passed against kv serve");
+    Ok(())
+}
+
+/// A virtualenv with Python `denokv`, created on first use.
+fn ensure_python(sh: &Shell, root: &Path) -> anyhow::Result<PathBuf> {
+    let venv = root.join(".tools").join("py");
+    let python = venv.join("bin").join("python");
+    let requirements = root.join("clients").join("python").join("requirements.txt");
+    let ready = python.is_file()
+        && cmd!(sh, "{python} -c 'import denokv'")
+            .quiet()
+            .ignore_stderr()
+            .run()
+            .is_ok();
+    if !ready {
+        println!("installing Python denokv into {}", venv.display());
+        cmd!(sh, "python3 -m venv {venv}").run()?;
+        cmd!(
+            sh,
+            "{python} -m pip install --quiet --disable-pip-version-check --pre -r {requirements}"
+        )
+        .run()?;
+    }
+    Ok(python)
+}
