@@ -1,0 +1,331 @@
+//! The history recorder: concurrent clients running a random workload.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use kv::{CommitOutcome, Key, Kv, KvEntry, KvValue, key};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::ConsistencyError;
+use crate::history::{Effect, History, KeyId, Observed, OpKind, Operation, Outcome};
+
+/// The shape of one history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    /// Operations each client runs.
+    pub ops_per_client: usize,
+    /// Register keys (get / set / delete / check-and-set).
+    pub registers: u16,
+    /// Counter keys (sum / get).
+    pub counters: u16,
+    /// Bank accounts (transfers / snapshot of all), at most 10.
+    pub accounts: u16,
+    /// Each account's opening balance.
+    pub opening_balance: u64,
+    /// Seed of the clients' random choices.
+    pub seed: u64,
+    /// A call that takes longer than this gets an unknown outcome.
+    pub op_timeout: Duration,
+    /// How long a client pauses after a failed call (so that a fault does
+    /// not turn the whole workload into unknown outcomes).
+    pub pause_after_error: Duration,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            ops_per_client: 200,
+            registers: 4,
+            counters: 2,
+            accounts: 4,
+            opening_balance: 100,
+            seed: 0,
+            op_timeout: Duration::from_secs(10),
+            pause_after_error: Duration::from_millis(20),
+        }
+    }
+}
+
+impl Workload {
+    /// Runs `ops` operations per client.
+    pub fn with_ops_per_client(mut self, ops: usize) -> Self {
+        self.ops_per_client = ops;
+        self
+    }
+
+    /// Seeds the random choices.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Gives calls longer than `timeout` an unknown outcome.
+    pub fn with_op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    fn counter(&self, i: u16) -> KeyId {
+        self.registers + i
+    }
+
+    fn account(&self, i: u16) -> KeyId {
+        self.registers + self.counters + i
+    }
+
+    fn accounts(&self) -> Vec<KeyId> {
+        (0..self.accounts).map(|i| self.account(i)).collect()
+    }
+}
+
+/// The kv key of workload key `id`.
+pub fn kv_key(id: KeyId) -> Key {
+    key!["consistency", i64::from(id)]
+}
+
+/// Monotonic nanoseconds since the history began.
+#[derive(Clone, Copy, Debug)]
+struct Clock(Instant);
+
+impl Clock {
+    fn now(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_nanos()).expect("a history lasts less than 584 years")
+    }
+}
+
+/// Records one history: opens the bank with one commit, then runs one
+/// client per handle in `clients` concurrently (clients may share a
+/// backend or each have a connection of their own).
+///
+/// # Errors
+/// When the bank cannot be opened (before any client starts).
+pub async fn record(clients: Vec<Kv>, workload: &Workload) -> Result<History, ConsistencyError> {
+    let clock = Clock(Instant::now());
+    let mut ops = Vec::new();
+    let accounts = workload.accounts();
+    if let Some(kv) = clients.first()
+        && !accounts.is_empty()
+    {
+        let call = clock.now();
+        let mut op = kv.atomic();
+        let mut mutations = Vec::new();
+        for &a in &accounts {
+            op.set(kv_key(a), KvValue::U64(workload.opening_balance));
+            mutations.push((a, Effect::Set(workload.opening_balance)));
+        }
+        let outcome = op.commit().await?;
+        ops.push(Operation {
+            client: u32::MAX,
+            call,
+            ret: Some(clock.now()),
+            kind: OpKind::Commit {
+                checks: Vec::new(),
+                mutations,
+                outcome: match outcome {
+                    CommitOutcome::Committed { versionstamp } => Outcome::Committed(versionstamp),
+                    CommitOutcome::CheckFailed => Outcome::CheckFailed,
+                },
+            },
+        });
+    }
+    let mut tasks = Vec::with_capacity(clients.len());
+    for (id, kv) in clients.into_iter().enumerate() {
+        let client = Client {
+            id: u32::try_from(id).expect("fewer than 2^32 clients"),
+            kv,
+            clock,
+            workload: workload.clone(),
+            rng: StdRng::seed_from_u64(
+                workload
+                    .seed
+                    .wrapping_mul(0x9e37_79b9)
+                    .wrapping_add(id as u64),
+            ),
+            next_value: 0,
+            ops: Vec::new(),
+        };
+        tasks.push(tokio::spawn(client.run()));
+    }
+    for task in tasks {
+        ops.extend(task.await.expect("a client task does not panic"));
+    }
+    Ok(History {
+        ops,
+        bank_total: workload.opening_balance * u64::from(workload.accounts),
+        accounts,
+    })
+}
+
+struct Client {
+    id: u32,
+    kv: Kv,
+    clock: Clock,
+    workload: Workload,
+    rng: StdRng,
+    next_value: u64,
+    ops: Vec<Operation>,
+}
+
+fn observed(entry: &Option<KvEntry>) -> Option<Observed> {
+    entry.as_ref().map(|e| Observed {
+        value: match e.value {
+            KvValue::U64(v) => v,
+            // Every workload value is a KvU64; anything else reads as a
+            // value no commit wrote, which the checker reports.
+            _ => u64::MAX,
+        },
+        versionstamp: e.versionstamp,
+    })
+}
+
+impl Client {
+    async fn run(mut self) -> Vec<Operation> {
+        let w = self.workload.clone();
+        for _ in 0..w.ops_per_client {
+            let ok = match self.rng.gen_range(0..100u32) {
+                0..15 if w.registers > 0 => {
+                    let k = self.rng.gen_range(0..w.registers);
+                    self.read(&[k]).await.is_some()
+                }
+                15..30 if w.registers > 0 => {
+                    let k = self.rng.gen_range(0..w.registers);
+                    let v = self.unique();
+                    self.commit(Vec::new(), vec![(k, Effect::Set(v))]).await
+                }
+                30..36 if w.registers > 0 => {
+                    let k = self.rng.gen_range(0..w.registers);
+                    self.commit(Vec::new(), vec![(k, Effect::Delete)]).await
+                }
+                36..52 if w.registers > 0 => {
+                    let k = self.rng.gen_range(0..w.registers);
+                    match self.read(&[k]).await {
+                        Some(seen) => {
+                            let v = self.unique();
+                            let check = (k, seen[0].map(|o| o.versionstamp));
+                            self.commit(vec![check], vec![(k, Effect::Set(v))]).await
+                        }
+                        None => false,
+                    }
+                }
+                52..64 if w.counters > 0 => {
+                    let k = w.counter(self.rng.gen_range(0..w.counters));
+                    let d = self.rng.gen_range(1..=5);
+                    self.commit(Vec::new(), vec![(k, Effect::Sum(d))]).await
+                }
+                64..72 if w.counters > 0 => {
+                    let k = w.counter(self.rng.gen_range(0..w.counters));
+                    self.read(&[k]).await.is_some()
+                }
+                72..90 if w.accounts > 1 => self.transfer().await,
+                _ if w.accounts > 0 => {
+                    let all = w.accounts();
+                    self.read(&all).await.is_some()
+                }
+                _ => true,
+            };
+            if !ok {
+                tokio::time::sleep(w.pause_after_error).await;
+            }
+        }
+        self.ops
+    }
+
+    fn unique(&mut self) -> u64 {
+        self.next_value += 1;
+        (u64::from(self.id) + 1) << 32 | self.next_value
+    }
+
+    /// A bank transfer: read two accounts, then move part of the first's
+    /// balance to the second, checking both versionstamps.
+    async fn transfer(&mut self) -> bool {
+        let w = &self.workload;
+        let from = self.rng.gen_range(0..w.accounts);
+        let to = (from + self.rng.gen_range(1..w.accounts)) % w.accounts;
+        let (from, to) = (w.account(from), w.account(to));
+        let Some(seen) = self.read(&[from, to]).await else {
+            return false;
+        };
+        let (Some(a), Some(b)) = (seen[0], seen[1]) else {
+            return true;
+        };
+        if a.value == 0 {
+            return true;
+        }
+        let amount = self.rng.gen_range(1..=a.value.min(10));
+        self.commit(
+            vec![(from, Some(a.versionstamp)), (to, Some(b.versionstamp))],
+            vec![
+                (from, Effect::Set(a.value - amount)),
+                (to, Effect::Set(b.value.wrapping_add(amount))),
+            ],
+        )
+        .await
+    }
+
+    /// A strong snapshot read of `keys`, recorded when it succeeds.
+    async fn read(&mut self, keys: &[KeyId]) -> Option<Vec<Option<Observed>>> {
+        let kv_keys: Vec<Key> = keys.iter().map(|&k| kv_key(k)).collect();
+        let call = self.clock.now();
+        let result =
+            tokio::time::timeout(self.workload.op_timeout, self.kv.get_many(&kv_keys)).await;
+        let ret = self.clock.now();
+        let entries = result.ok()?.ok()?;
+        let results: Vec<Option<Observed>> = entries.iter().map(observed).collect();
+        self.ops.push(Operation {
+            client: self.id,
+            call,
+            ret: Some(ret),
+            kind: OpKind::Read {
+                keys: keys.to_vec(),
+                results: results.clone(),
+            },
+        });
+        Some(results)
+    }
+
+    /// One atomic commit, recorded with its outcome (unknown on error or
+    /// timeout). Returns whether the call itself succeeded.
+    async fn commit(
+        &mut self,
+        checks: Vec<(KeyId, Option<kv::Versionstamp>)>,
+        mutations: Vec<(KeyId, Effect)>,
+    ) -> bool {
+        let mut op = self.kv.atomic();
+        for &(k, vs) in &checks {
+            op.check(kv_key(k), vs);
+        }
+        for &(k, effect) in &mutations {
+            match effect {
+                Effect::Set(v) => op.set(kv_key(k), KvValue::U64(v)),
+                Effect::Delete => op.delete(kv_key(k)),
+                Effect::Sum(d) => op.sum(kv_key(k), d),
+            };
+        }
+        let call = self.clock.now();
+        let result = timeout(self.workload.op_timeout, op.commit()).await;
+        let ret = self.clock.now();
+        let (outcome, ret) = match result {
+            Some(CommitOutcome::Committed { versionstamp }) => {
+                (Outcome::Committed(versionstamp), Some(ret))
+            }
+            Some(CommitOutcome::CheckFailed) => (Outcome::CheckFailed, Some(ret)),
+            None => (Outcome::Unknown, None),
+        };
+        self.ops.push(Operation {
+            client: self.id,
+            call,
+            ret,
+            kind: OpKind::Commit {
+                checks,
+                mutations,
+                outcome,
+            },
+        });
+        ret.is_some()
+    }
+}
+
+async fn timeout<T>(limit: Duration, fut: impl Future<Output = kv::Result<T>>) -> Option<T> {
+    tokio::time::timeout(limit, fut).await.ok()?.ok()
+}
