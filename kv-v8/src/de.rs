@@ -34,6 +34,12 @@ const MAX_REF_VISITS: usize = 1 << 20;
 /// serde's external tagging. A [`JsValue::Ref`] reads as the object it names
 /// (a copy); a cycle is an error.
 ///
+/// Targets that ask for "any" value (`serde_json::Value`, untagged enums,
+/// `#[serde(flatten)]`) see the values serde has no type for as the
+/// single-key maps described at [`JsValue`]'s `Serialize`, e.g.
+/// `{"$kv_v8::Date": 0}` or `{"$kv_v8::Ref": 0}`; `undefined` is serde's
+/// `None`.
+///
 /// # Errors
 /// [`Error::Serde`] when the value does not fit `T`, or is cyclic where `T`
 /// needs a tree.

@@ -29,6 +29,11 @@ use std::sync::Arc;
 
 pub use kv_core::*;
 pub use kv_queue::{Delivery, Queue, QueueStats};
+/// Values shared with Deno programs: the V8 structured-clone codec, the
+/// dynamic `JsValue`, the serde mapping (`to_value`, `from_value`) and the
+/// `KvSerdeExt` extension trait (feature `v8`, on by default).
+#[cfg(feature = "v8")]
+pub use kv_v8 as v8;
 
 /// Opens the database that `url` names (see the crate docs for the forms).
 ///
