@@ -106,10 +106,24 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs the pinned tools and type-checks the Deno scripts with them.
 fn step_tools(sh: &Shell) -> anyhow::Result<()> {
     let deno = tools::ensure_deno(sh)?;
     println!("deno: {}", deno.display());
     cmd!(sh, "{deno} --version").run()?;
+    let scripts: Vec<String> = sh
+        .read_dir("bench")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "ts"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    if !scripts.is_empty() {
+        cmd!(sh, "{deno} check --unstable-kv {scripts...}")
+            .env("DENO_NO_UPDATE_CHECK", "1")
+            .run()
+            .context("type-checking the Deno scripts")?;
+    }
     Ok(())
 }
 
