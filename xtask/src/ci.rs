@@ -11,9 +11,11 @@ use crate::{conformance, tools};
 type StepFn<'a> = Box<dyn Fn() -> anyhow::Result<()> + 'a>;
 
 /// Runs every step in order and stops at the first failure, naming it.
-/// `--skip a,b` leaves steps out (for local use; CI runs them all).
+/// `--skip a,b` leaves steps out and `--keep-going` runs every step despite
+/// failures, then reports them all (both for local use; CI uses neither).
 pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     let mut skip: Vec<String> = Vec::new();
+    let mut keep_going = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -21,7 +23,10 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
                 let list = it.next().context("--skip takes a list of step names")?;
                 skip.extend(list.split(',').map(str::to_owned));
             }
-            other => bail!("unknown argument `{other}`; usage: cargo xtask ci [--skip STEP,..]"),
+            "--keep-going" => keep_going = true,
+            other => bail!(
+                "unknown argument `{other}`; usage: cargo xtask ci [--skip STEP,..] [--keep-going]"
+            ),
         }
     }
     let summary: Cell<Option<conformance::Counts>> = Cell::new(None);
@@ -69,6 +74,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     let total = steps.len();
     let started = Instant::now();
     let mut timings: Vec<(&str, Duration)> = Vec::new();
+    let mut failed: Vec<(&str, anyhow::Error)> = Vec::new();
     for (i, (name, step)) in steps.iter().enumerate() {
         println!();
         if skip.iter().any(|s| s == name) {
@@ -81,6 +87,14 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
         let took = t.elapsed();
         timings.push((name, took));
         if let Err(e) = result {
+            if keep_going {
+                println!(
+                    "==> ci step `{name}` FAILED ({:.1}s): {e:#}",
+                    took.as_secs_f64()
+                );
+                failed.push((name, e));
+                continue;
+            }
             println!();
             println!(
                 "==> ci FAILED at step `{name}` after {:.0?}",
@@ -91,9 +105,22 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
         println!("==> ci step `{name}` ok ({:.1}s)", took.as_secs_f64());
     }
     println!();
-    println!("==> ci passed in {:.1}s", started.elapsed().as_secs_f64());
+    let verdict = if failed.is_empty() {
+        "passed"
+    } else {
+        "FAILED"
+    };
+    println!(
+        "==> ci {verdict} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     for (name, took) in timings {
-        println!("    {name:<12} {:>7.1}s", took.as_secs_f64());
+        let mark = if failed.iter().any(|(f, _)| *f == name) {
+            "  FAILED"
+        } else {
+            ""
+        };
+        println!("    {name:<12} {:>7.1}s{mark}", took.as_secs_f64());
     }
     // The conformance count closes the log, in the plain `N passed, N failed`
     // form that log readers look for.
@@ -102,6 +129,10 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
             "conformance: {} passed, {} failed, {} skipped",
             total.passed, total.failed, total.ignored
         );
+    }
+    if !failed.is_empty() {
+        let names: Vec<&str> = failed.iter().map(|(name, _)| *name).collect();
+        bail!("ci steps failed: {}", names.join(", "));
     }
     Ok(())
 }
