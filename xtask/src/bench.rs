@@ -118,7 +118,7 @@ fn embedded(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
 
     let mut kv = Vec::new();
     if run_kv {
-        cmd!(sh, "cargo build -p kv-bench --release")
+        cmd!(sh, "cargo build -p kv-bench --bin kv-bench --release")
             .run()
             .context("building kv-bench")?;
         let bin = target_dir.join("release").join("kv-bench");
