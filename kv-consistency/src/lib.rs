@@ -29,6 +29,7 @@ pub mod faults;
 pub mod history;
 mod linearizability;
 pub mod recorder;
+pub mod run;
 mod serializability;
 
 use std::fmt;
