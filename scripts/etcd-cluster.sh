@@ -11,8 +11,8 @@
 #   scripts/etcd-cluster.sh restart DIR N    start member N again on its data
 #   scripts/etcd-cluster.sh endpoints DIR    the client endpoints
 #
-# Environment: ETCD_MEMBERS (default 3), ETCD_MAX_TXN_OPS (default 2048,
-# what kv needs for Deno's 1000 mutations per commit), ETCD_BASE_PORT (default:
+# Environment: KV_ETCD_MEMBERS (default 3), KV_ETCD_MAX_TXN_OPS (default 2048,
+# what kv needs for Deno's 1000 mutations per commit), KV_ETCD_BASE_PORT (default:
 # a free random port; member N listens for clients on BASE+2(N-1) and for
 # peers on BASE+2(N-1)+1).
 set -euo pipefail
@@ -96,7 +96,7 @@ wait_healthy() {
         [ "$all" = 1 ] && return 0
         if [ "$SECONDS" -ge "$deadline" ]; then
             tail -n 20 "$dir"/m*.log >&2 || true
-            die "the cluster in $dir did not become healthy within 30 s"
+            return 1
         fi
         sleep 0.2
     done
@@ -121,7 +121,7 @@ start() {
         dir=$(mktemp -d -t kv-etcd.XXXXXX)
     fi
     mkdir -p "$dir"
-    local members=${ETCD_MEMBERS:-3} base=${ETCD_BASE_PORT:-}
+    local members=${KV_ETCD_MEMBERS:-3} base=${KV_ETCD_BASE_PORT:-}
     [ -n "$base" ] || base=$(pick_base_port "$members")
     local cluster="" n
     for n in $(seq 1 "$members"); do
@@ -131,12 +131,15 @@ start() {
 MEMBERS=$members
 BASE=$base
 CLUSTER=$cluster
-MAX_TXN_OPS=${ETCD_MAX_TXN_OPS:-2048}
+MAX_TXN_OPS=${KV_ETCD_MAX_TXN_OPS:-2048}
 EOF
     for n in $(seq 1 "$members"); do
         start_member "$dir" "$n"
     done
-    wait_healthy "$dir"
+    if ! wait_healthy "$dir"; then
+        stop "$dir"
+        die "the cluster did not become healthy within 30 s"
+    fi
     echo "$dir"
     endpoints "$dir"
 }
