@@ -20,7 +20,7 @@ use kv_consistency::recorder::Workload;
 use kv_consistency::run::{Target, run};
 
 const USAGE: &str = "usage: kv-consistency [--backends memory,sqlite,redb,remote] [--histories N] \
-[--clients N] [--ops N] [--seed N] [--faults] [--kv-bin PATH] [--show N]";
+[--clients N] [--ops N] [--seed N] [--faults|--no-faults] [--kv-bin PATH] [--show N]";
 
 struct Args {
     backends: Vec<String>,
@@ -65,6 +65,7 @@ fn parse() -> anyhow::Result<Args> {
             "--kv-bin" => args.kv_bin = value()?.into(),
             "--show" => args.show = value()?.parse()?,
             "--faults" => args.faults = true,
+            "--no-faults" => args.faults = false,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
