@@ -33,7 +33,7 @@ pub fn decode(bytes: &[u8]) -> Result<JsValue> {
         input: bytes,
         pos: 0,
         version: 0,
-        wire: Vec::new(),
+        wire: Vec::with_capacity(16),
         nodes: 0,
         depth: 0,
         slots_left: MAX_ARRAY_SLOTS,
