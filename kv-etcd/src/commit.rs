@@ -12,12 +12,15 @@ use rand::Rng;
 
 use crate::Inner;
 use crate::error::{EtcdError, Fault, classify, convert, unavailable};
-use crate::read::{Points, read_points};
+use crate::read::{Points, read_points, with_retries};
 use crate::record::{self, stamp_of_revision};
 
 /// How long a commit keeps starting over after conflicts with other
 /// clients before it gives up with `Unavailable`.
 const CONFLICT_BUDGET: Duration = Duration::from_secs(30);
+
+/// The pause before sending a commit again that never reached a member.
+const UNSENT_PAUSE: Duration = Duration::from_millis(20);
 
 /// How many operations etcd accepts in one transaction unless configured
 /// otherwise (`--max-txn-ops`).
@@ -79,15 +82,25 @@ pub(crate) async fn atomic_write(inner: &Inner, write: AtomicWrite) -> Result<Co
     ensure_txn_size(inner, plan.ops).await?;
     let started = Instant::now();
     let mut conflicts = 0u32;
+    let mut unsent = 0u32;
     loop {
         inner.check_open()?;
         let points = if plan.needs_read() {
-            Some(read_points(inner, &plan.read_keys).await?)
+            Some(with_retries(inner, || read_points(inner, &plan.read_keys)).await?)
         } else {
             None
         };
         match attempt(inner, &write, &plan, points.as_ref()).await? {
             Attempt::Done(outcome) => return Ok(outcome),
+            Attempt::NotSent(message) => {
+                unsent += 1;
+                if started.elapsed() + UNSENT_PAUSE > inner.config.request_timeout {
+                    return Err(unavailable(format!(
+                        "{message} (no member reachable after {unsent} tries)"
+                    )));
+                }
+                tokio::time::sleep(UNSENT_PAUSE).await;
+            }
             Attempt::Conflict => {
                 conflicts += 1;
                 if started.elapsed() > CONFLICT_BUDGET {
@@ -113,6 +126,9 @@ enum Attempt {
     Conflict,
     /// A cached lease had already ended: grant a new one and try again.
     LeaseGone,
+    /// The transaction never reached a member (its connection failed):
+    /// send it again, most likely to another member.
+    NotSent(String),
 }
 
 /// What a mutation leaves at a key: a value and its expiry, or nothing.
@@ -227,6 +243,7 @@ async fn attempt(
         Ok(_) => Ok(Attempt::Conflict),
         Err(e) => match classify(&e) {
             Fault::LeaseNotFound => Ok(Attempt::LeaseGone),
+            Fault::NotSent(message) => Ok(Attempt::NotSent(message)),
             Fault::TooLarge => Err(EtcdError::RequestTooLarge { bytes }.into()),
             Fault::TooManyOps => {
                 // The cluster's limit is lower than assumed or than measured

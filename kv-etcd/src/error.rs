@@ -44,6 +44,9 @@ pub enum EtcdError {
 /// What a failed etcd call means for the caller.
 #[derive(Debug)]
 pub(crate) enum Fault {
+    /// The request never left: connecting to the member chosen for it
+    /// failed. Safe to send again, even for a commit.
+    NotSent(String),
     /// Worth retrying: no leader, a member down, a timeout, a lost
     /// connection.
     Transient(String),
@@ -81,6 +84,9 @@ pub(crate) fn classify(e: &ClientError) -> Fault {
             if message.contains("required revision is a future revision") {
                 return Fault::FutureRevision;
             }
+            if status.code() == Code::Unavailable && is_connect_failure(message) {
+                return Fault::NotSent(message.to_owned());
+            }
             match status.code() {
                 Code::Unavailable
                 | Code::DeadlineExceeded
@@ -100,6 +106,16 @@ pub(crate) fn classify(e: &ClientError) -> Fault {
         ClientError::WatchError(e) => Fault::Transient(e.to_string()),
         _ => Fault::Other,
     }
+}
+
+fn is_connect_failure(message: &str) -> bool {
+    [
+        "tcp connect error",
+        "error trying to connect",
+        "Connection refused",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 fn is_transient_message(message: &str) -> bool {
@@ -122,7 +138,7 @@ fn is_transient_message(message: &str) -> bool {
 /// Converts an etcd client error that the caller does not handle itself.
 pub(crate) fn convert(e: ClientError) -> kv_core::Error {
     match classify(&e) {
-        Fault::Transient(message) => kv_core::Error::Unavailable {
+        Fault::Transient(message) | Fault::NotSent(message) => kv_core::Error::Unavailable {
             backend: BACKEND.into(),
             message,
         },

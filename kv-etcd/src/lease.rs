@@ -12,6 +12,7 @@ use kv_core::Result;
 
 use crate::Inner;
 use crate::error::convert;
+use crate::read::with_retries;
 
 /// The width of one expiry window.
 const WINDOW_MS: u64 = 10_000;
@@ -56,12 +57,17 @@ impl Leases {
         if let Some(id) = self.lock().get(&end) {
             return Ok(Some(*id));
         }
-        let granted = inner
-            .client
-            .lease_client()
-            .grant(ttl_s as i64, None)
-            .await
-            .map_err(convert)?;
+        // A retried grant may leave an unused lease behind; it ends by
+        // itself.
+        let granted = with_retries(inner, || async {
+            inner
+                .client
+                .lease_client()
+                .grant(ttl_s as i64, None)
+                .await
+                .map_err(convert)
+        })
+        .await?;
         let mut windows = self.lock();
         // Leases whose window has passed may already be gone.
         windows.retain(|w, _| *w > now);

@@ -19,14 +19,16 @@ where
     Fut: Future<Output = Result<T>>,
 {
     let deadline = Instant::now() + inner.config.request_timeout;
-    let mut delay = Duration::from_millis(20);
+    // Short pauses: most transient faults here are requests that went to a
+    // dead member, and the next try most likely goes to another.
+    let mut delay = Duration::from_millis(10);
     loop {
         match attempt().await {
             Err(e) if e.is_retryable() && Instant::now() + delay < deadline => {
                 inner.check_open()?;
                 tracing::debug!("etcd read retried after: {e}");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(500));
+                delay = (delay * 2).min(Duration::from_millis(100));
             }
             result => return result,
         }
