@@ -282,7 +282,9 @@ impl Queue {
         let ready = self
             .read(layout::due_range(now, free.min(64) as u32))
             .await?;
-        let mut started = 0;
+        // Claims go out together, so a group-committing backend makes one
+        // transaction of them; each is its own compare-and-swap.
+        let mut claims = Vec::new();
         for entry in ready {
             // Take a handler slot first, so a claimed message always runs.
             let Ok(permit) = permits.clone().try_acquire_owned() else {
@@ -310,11 +312,23 @@ impl Queue {
                 ],
                 enqueues: vec![],
             };
-            let CommitOutcome::Committed { versionstamp } =
-                self.backend.atomic_write(claim).await?
-            else {
+            let backend = self.backend.clone();
+            claims.push(async move {
+                let outcome = backend.atomic_write(claim).await;
+                (outcome, id, message, permit)
+            });
+        }
+        let mut started = 0;
+        let mut first_error = None;
+        for (outcome, id, message, permit) in futures::future::join_all(claims).await {
+            let versionstamp = match outcome {
+                Ok(CommitOutcome::Committed { versionstamp }) => versionstamp,
                 // Another listener claimed it first.
-                continue;
+                Ok(CommitOutcome::CheckFailed) => continue,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
             };
             let this = self.clone();
             let handler = handler.clone();
@@ -323,6 +337,9 @@ impl Queue {
                 drop(permit);
             });
             started += 1;
+        }
+        if let (0, Some(e)) = (started, first_error) {
+            return Err(e);
         }
         Ok(started)
     }

@@ -1,0 +1,262 @@
+//! Load generator of `cargo xtask bench server`: drives a running `kv serve`
+//! through kv's own `RemoteBackend` and prints one JSON line per workload
+//! (`name`, `ops`, `secs`, `per_sec`, `p50_us`, `p99_us`, extra fields).
+//!
+//! kv-bench-server --url URL --token TOKEN [--server-pid PID] [--scale F]
+
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use kv_core::{Kv, KvValue, ListOptions, Selector, key};
+use kv_remote::RemoteConfig;
+
+struct Args {
+    url: String,
+    token: String,
+    server_pid: Option<u32>,
+    scale: f64,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        url: String::new(),
+        token: String::new(),
+        server_pid: None,
+        scale: 1.0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => args.url = value()?,
+            "--token" => args.token = value()?,
+            "--server-pid" => args.server_pid = Some(value()?.parse()?),
+            "--scale" => args.scale = value()?.parse()?,
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    anyhow::ensure!(!args.url.is_empty(), "--url is required");
+    Ok(args)
+}
+
+async fn client(args: &Args) -> anyhow::Result<Kv> {
+    Ok(Kv::new(
+        RemoteConfig::new(args.url.clone(), args.token.clone())
+            .connect()
+            .await?,
+    ))
+}
+
+fn report(name: &str, ops: usize, secs: f64, mut lat: Vec<Duration>, extra: serde_json::Value) {
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    let mut line = serde_json::json!({
+        "name": name,
+        "ops": ops,
+        "secs": secs,
+        "per_sec": ops as f64 / secs,
+        "p50_us": pct(0.5),
+        "p99_us": pct(0.99),
+    });
+    if let (Some(map), serde_json::Value::Object(extra)) = (line.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    println!("{line}");
+}
+
+fn value() -> KvValue {
+    KvValue::Bytes(vec![7; 100])
+}
+
+/// Runs `per_client` operations on each of `clients` connections at once.
+async fn concurrent<F, Fut>(
+    kvs: &[Kv],
+    duration: Duration,
+    op: F,
+) -> anyhow::Result<(usize, f64, Vec<Duration>)>
+where
+    F: Fn(Kv, usize, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = kvs
+        .iter()
+        .enumerate()
+        .map(|(i, kv)| {
+            let kv = kv.clone();
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut n = 0u64;
+                while started.elapsed() < duration {
+                    let t = Instant::now();
+                    op(kv.clone(), i, n).await?;
+                    lat.push(t.elapsed());
+                    n += 1;
+                }
+                anyhow::Ok(lat)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((all.len(), started.elapsed().as_secs_f64(), all))
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let n = |base: f64| ((base * args.scale) as usize).max(1);
+    let secs = Duration::from_secs_f64((3.0 * args.scale).clamp(0.5, 30.0));
+    let kv = client(&args).await?;
+
+    // Sequential set and get: one client, one request at a time.
+    let mut lat = Vec::new();
+    let t = Instant::now();
+    for i in 0..n(2000.0) {
+        let s = Instant::now();
+        kv.set(key!["seq", i as u64], value()).await?;
+        lat.push(s.elapsed());
+    }
+    report(
+        "sequential_set",
+        lat.len(),
+        t.elapsed().as_secs_f64(),
+        lat,
+        serde_json::json!({}),
+    );
+    let mut lat = Vec::new();
+    let t = Instant::now();
+    for i in 0..n(5000.0) {
+        let s = Instant::now();
+        kv.get(key!["seq", (i % n(2000.0)) as u64]).await?;
+        lat.push(s.elapsed());
+    }
+    report(
+        "sequential_get",
+        lat.len(),
+        t.elapsed().as_secs_f64(),
+        lat,
+        serde_json::json!({}),
+    );
+
+    // 64 connections.
+    let mut kvs = Vec::new();
+    for _ in 0..64 {
+        kvs.push(client(&args).await?);
+    }
+    let (ops, s, lat) = concurrent(&kvs, secs, |kv, i, n| async move {
+        kv.set(key!["w", i as u64, n], value()).await?;
+        Ok(())
+    })
+    .await?;
+    report(
+        "writers64",
+        ops,
+        s,
+        lat,
+        serde_json::json!({"goal_per_sec": 28000}),
+    );
+    let (ops, s, lat) = concurrent(&kvs, secs, |kv, i, n| async move {
+        kv.get(key!["seq", (i as u64 * 31 + n) % 2000]).await?;
+        Ok(())
+    })
+    .await?;
+    report(
+        "readers64",
+        ops,
+        s,
+        lat,
+        serde_json::json!({"goal_per_sec": 30000}),
+    );
+    for chunk in 0..10u64 {
+        let mut op = kv.atomic();
+        for i in 0..100u64 {
+            op.set(key!["list", chunk * 100 + i], value());
+        }
+        op.commit().await?;
+    }
+    let (ops, s, lat) = concurrent(&kvs, secs, |kv, _, _| async move {
+        let got = kv
+            .list(
+                Selector::prefix(key!["list"]),
+                ListOptions::default().with_batch_size(1000),
+            )
+            .collect_all()
+            .await?;
+        anyhow::ensure!(got.len() == 1000);
+        Ok(())
+    })
+    .await?;
+    report(
+        "list1000_x64",
+        ops,
+        s,
+        lat,
+        serde_json::json!({"goal_per_sec": 5000}),
+    );
+
+    // Watch notification latency: a second connection watches, the first writes.
+    let watcher = client(&args).await?;
+    let mut stream = Box::pin(watcher.watch(&[key!["watched"]])?);
+    stream.next().await.context("watch ended")??;
+    let mut lat = Vec::new();
+    let t = Instant::now();
+    for i in 0..n(200.0) {
+        let s = Instant::now();
+        let stamp = kv.set(key!["watched"], KvValue::U64(i as u64)).await?;
+        loop {
+            let snap = stream.next().await.context("watch ended")??;
+            if snap[0].as_ref().is_some_and(|e| e.versionstamp >= stamp) {
+                break;
+            }
+        }
+        lat.push(s.elapsed());
+    }
+    report(
+        "watch_notify",
+        lat.len(),
+        t.elapsed().as_secs_f64(),
+        lat,
+        serde_json::json!({"note": "set ack to notification, includes the set"}),
+    );
+
+    // Server memory with 256 open connections.
+    if let Some(pid) = args.server_pid {
+        let mut conns = kvs;
+        for _ in 0..(256 - 64) {
+            conns.push(client(&args).await?);
+        }
+        let conns = Arc::new(conns);
+        for kv in conns.iter() {
+            kv.get(key!["seq", 1]).await?;
+        }
+        let rss = rss_kib(pid).unwrap_or(0);
+        println!(
+            "{}",
+            serde_json::json!({"name": "rss_256_connections", "rss_mib": rss as f64 / 1024.0, "goal_mib": 64})
+        );
+        drop(conns);
+    }
+    Ok(())
+}
