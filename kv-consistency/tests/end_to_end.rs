@@ -40,12 +40,15 @@ async fn every_backend_passes_a_small_run() -> TestResult {
     Ok(())
 }
 
+/// Per range start: reads so far and the last answer.
+type ReadCache = HashMap<Vec<u8>, (u32, Vec<RawEntry>)>;
+
 /// Planted bug: every third read of a range answers with what the previous
 /// read of that range returned.
 #[derive(Debug, Default)]
 struct StaleReads {
     inner: MemoryBackend,
-    cache: Mutex<HashMap<Vec<u8>, (u32, Vec<RawEntry>)>>,
+    cache: Mutex<ReadCache>,
 }
 
 #[async_trait]

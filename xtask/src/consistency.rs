@@ -14,7 +14,8 @@ use xshell::{Shell, cmd};
 
 /// The CI defaults, overridable through the environment.
 fn default_args() -> Vec<String> {
-    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let var =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
     vec![
         "--backends".into(),
         "memory,sqlite,redb,remote".into(),
