@@ -1,0 +1,255 @@
+//! `cargo xtask etcd`: kv on a real etcd cluster.
+//!
+//! - `cargo xtask etcd [ARGS..]`: installs what the etcd backend needs when
+//!   missing (Debian's `protobuf-compiler` for building etcd-client,
+//!   `etcd-server` for the cluster), starts a 3-member cluster on loopback
+//!   ports with `scripts/etcd-cluster.sh`, runs the whole conformance suite
+//!   against it (`KV_ETCD_ENDPOINTS=… cargo test -p kv-conformance --test
+//!   conformance -- etcd::`, ARGS go to the harness as well), stops the
+//!   cluster whatever happened, and prints the matrix and the count.
+//! - `cargo xtask etcd test`: kv-etcd's own tests, which start their own
+//!   clusters and kill members (the leader-kill RPO/RTO and no-quorum
+//!   tests), with their measurements shown.
+//! - `cargo xtask etcd bench [--workload NAME] [--scale F]`: the kv-bench
+//!   workloads (`kv-etcd/examples/bench.rs`) on a fresh 3-member cluster.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
+
+use crate::conformance::{Counts, Matrix, Outcome, parse_line};
+use crate::project_root;
+
+const USAGE: &str = "usage: cargo xtask etcd [HARNESS ARGS..] | etcd test | etcd bench [--workload NAME] [--scale F]";
+
+/// Runs the subcommand in `args` (see the module docs). For the conformance
+/// run, returns its counts.
+pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<Option<Counts>> {
+    match args.first().map(String::as_str) {
+        Some("test") => {
+            ensure_packages(sh)?;
+            cmd!(sh, "cargo test -p kv-etcd -- --nocapture")
+                .run()
+                .context("kv-etcd's tests failed")?;
+            Ok(None)
+        }
+        Some("bench") => bench(sh, &args[1..]).map(|()| None),
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(None)
+        }
+        _ => conformance(sh, args).map(Some),
+    }
+}
+
+/// Installs Debian's `protobuf-compiler` (etcd-client's build script runs
+/// `protoc`) and `etcd-server` when `protoc` or `etcd` is missing. The
+/// packages come from apt, so this needs root (as CI has).
+pub(crate) fn ensure_packages(sh: &Shell) -> anyhow::Result<()> {
+    let has = |tool: &str| {
+        cmd!(sh, "sh -c {tool}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok()
+    };
+    let mut missing = Vec::new();
+    if !has("command -v protoc") {
+        missing.push("protobuf-compiler");
+    }
+    if !has("command -v etcd") {
+        missing.push("etcd-server");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing.join(" ");
+    println!("==> installing {list} with apt-get");
+    cmd!(sh, "apt-get update -qq")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()
+        .context("apt-get update (installing needs root)")?;
+    cmd!(sh, "apt-get install -y -qq {missing...}")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()
+        .with_context(|| format!("apt-get install {list}"))?;
+    Ok(())
+}
+
+/// A cluster started by `scripts/etcd-cluster.sh`, stopped on drop.
+struct Cluster {
+    dir: String,
+    endpoints: String,
+}
+
+impl Cluster {
+    fn start() -> anyhow::Result<Cluster> {
+        let script = project_root().join("scripts").join("etcd-cluster.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .stderr(Stdio::inherit())
+            .output()
+            .context("running scripts/etcd-cluster.sh start")?;
+        if !output.status.success() {
+            bail!("scripts/etcd-cluster.sh start failed ({})", output.status);
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let mut lines = stdout.lines().filter(|l| !l.trim().is_empty());
+        let dir = lines.next().context("the script printed no directory")?;
+        let endpoints = lines.next().context("the script printed no endpoints")?;
+        let cluster = Cluster {
+            dir: dir.trim().to_owned(),
+            endpoints: endpoints.trim().to_owned(),
+        };
+        println!(
+            "etcd cluster up: {} (data in {})",
+            cluster.endpoints, cluster.dir
+        );
+        Ok(cluster)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let script = project_root().join("scripts").join("etcd-cluster.sh");
+        let stopped = Command::new("bash")
+            .arg(&script)
+            .args(["stop", &self.dir])
+            .status();
+        match stopped {
+            Ok(s) if s.success() => println!("etcd cluster stopped"),
+            other => println!(
+                "warning: stopping the etcd cluster in {}: {other:?}",
+                self.dir
+            ),
+        }
+    }
+}
+
+fn conformance(sh: &Shell, args: &[String]) -> anyhow::Result<Counts> {
+    ensure_packages(sh)?;
+    // Build first, so that the cluster is not idle through a long compile.
+    cmd!(
+        sh,
+        "cargo test -p kv-conformance --test conformance --no-run"
+    )
+    .run()
+    .context("building the conformance harness")?;
+    let cluster = Cluster::start()?;
+    let mut harness_args = vec!["etcd::".to_owned()];
+    harness_args.extend(args.iter().cloned());
+    let mut matrix = Matrix::default();
+    println!(
+        "$ KV_ETCD_ENDPOINTS={} cargo test -p kv-conformance --test conformance -- {}",
+        cluster.endpoints,
+        harness_args.join(" ")
+    );
+    let mut child = Command::new("cargo")
+        .current_dir(sh.current_dir())
+        .args([
+            "test",
+            "-p",
+            "kv-conformance",
+            "--test",
+            "conformance",
+            "--",
+        ])
+        .args(&harness_args)
+        .env("KV_ETCD_ENDPOINTS", &cluster.endpoints)
+        .env_remove("KV_TEST_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("spawning cargo test")?;
+    let stdout = child.stdout.take().context("the child's stdout is piped")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading the harness output")?;
+        match parse_line(&line) {
+            Some((name, outcome)) => {
+                if outcome != Outcome::Ok {
+                    println!("{line}");
+                }
+                matrix.record(name, outcome);
+            }
+            None => println!("{line}"),
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    drop(cluster);
+
+    println!();
+    println!("etcd conformance (passed/ran per area):");
+    print!("{}", matrix.render());
+    if !matrix.failed.is_empty() {
+        println!();
+        println!("failed cases:");
+        for name in &matrix.failed {
+            println!("  {name}");
+        }
+    }
+    let total = matrix.total();
+    println!();
+    println!(
+        "etcd conformance: {} passed, {} failed, {} skipped",
+        total.passed, total.failed, total.ignored
+    );
+    if total.failed > 0 {
+        bail!("{} etcd conformance case(s) failed", total.failed);
+    }
+    if !status.success() {
+        bail!("the conformance harness exited with {status}");
+    }
+    if total.passed == 0 {
+        bail!("no etcd conformance case ran");
+    }
+    Ok(total)
+}
+
+fn bench(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    ensure_packages(sh)?;
+    cmd!(sh, "cargo build -p kv-etcd --example bench")
+        .run()
+        .context("building the etcd bench")?;
+    let cluster = Cluster::start()?;
+    let url = format!("etcd://{}/bench", cluster.endpoints);
+    let output = cmd!(
+        sh,
+        "cargo run -q -p kv-etcd --example bench -- --url {url} {args...}"
+    )
+    .output()
+    .context("running the etcd bench")?;
+    drop(cluster);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "the etcd bench failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    println!();
+    println!("kv on a 3-member etcd cluster (loopback, one machine):");
+    println!(
+        "{:<14} {:>8} {:>10} {:>10} {:>10}",
+        "workload", "ops", "ops/s", "p50 µs", "p99 µs"
+    );
+    for line in stdout.lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("bench output {line:?}"))?;
+        let ops = v["ops"].as_f64().unwrap_or(0.0);
+        let secs = v["secs"].as_f64().unwrap_or(0.0);
+        println!(
+            "{:<14} {:>8} {:>10.0} {:>10.0} {:>10.0}",
+            v["name"].as_str().unwrap_or("?"),
+            ops,
+            if secs > 0.0 { ops / secs } else { 0.0 },
+            v["p50_us"].as_f64().unwrap_or(0.0),
+            v["p99_us"].as_f64().unwrap_or(0.0),
+        );
+    }
+    Ok(())
+}
