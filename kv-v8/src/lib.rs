@@ -63,6 +63,16 @@
 //! property-tested on random and mutated bytes, nesting is capped at
 //! [`MAX_DEPTH`] and sparse arrays at [`MAX_ARRAY_SLOTS`] elements.
 //!
+//! # Tests against Deno
+//!
+//! `cargo test -p kv-v8` runs a round trip through the pinned Deno binary
+//! that `cargo xtask tools` installs under `.tools/npm/` (or the one named by
+//! `KV_DENO`): Deno writes a table of values of every kind into a SQLite
+//! file, Rust reads and checks them, Rust writes them back (and values made
+//! through serde), and Deno checks those with deep equality
+//! (`clients/deno/values_roundtrip.ts`). Without the binary that test fails,
+//! unless `KV_SKIP_DENO=1` is set.
+//!
 //! # Why not `v8_valueserializer`
 //!
 //! denoland's `v8_valueserializer` crate reads the same format, but its
