@@ -80,6 +80,8 @@ pub(crate) fn parse_records(output: &str) -> anyhow::Result<Vec<Record>> {
 pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("embedded") => embedded(sh, &args[1..]),
+        Some("server") => crate::bench_more::server(sh, &args[1..]),
+        Some("queue") => crate::bench_more::queue(sh, &args[1..]),
         _ => bail!("{USAGE}"),
     }
 }

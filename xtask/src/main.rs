@@ -12,6 +12,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod bench_more;
 mod ci;
 mod clients;
 mod conformance;
@@ -33,6 +34,9 @@ commands:
                               deny (skipped with a note when cargo-deny is not installed)
   conformance [ARGS..]        run the conformance suite (ARGS go to the harness, e.g. a
                               name filter); KV_TEST_URL=<url> runs it against that URL
+  bench server|queue [--scale F]
+                              kv serve under load (and Deno's script against it and
+                              against Deno's local KV); queue latency and throughput
   bench embedded [--workload NAME]
                               kv (SQLite) against Deno KV, in-process on files
   clients                     real Deno, Node (@deno/kv) and Python (denokv) clients
