@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use kv::{CommitOutcome, Key, Kv, KvEntry, KvValue, key};
+use kv::{CommitOutcome, Consistency, Key, Kv, KvEntry, KvValue, key};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -30,6 +30,10 @@ pub struct Workload {
     /// How long a client pauses after a failed call (so that a fault does
     /// not turn the whole workload into unknown outcomes).
     pub pause_after_error: Duration,
+    /// Make one plain register read in three `Consistency::Eventual`. The
+    /// backends covered here answer eventual reads from the primary, so
+    /// they are recorded and checked exactly as strong reads.
+    pub eventual_reads: bool,
 }
 
 impl Default for Workload {
@@ -43,6 +47,7 @@ impl Default for Workload {
             seed: 0,
             op_timeout: Duration::from_secs(10),
             pause_after_error: Duration::from_millis(20),
+            eventual_reads: true,
         }
     }
 }
@@ -186,7 +191,12 @@ impl Client {
             let ok = match self.rng.gen_range(0..100u32) {
                 0..15 if w.registers > 0 => {
                     let k = self.rng.gen_range(0..w.registers);
-                    self.read(&[k]).await.is_some()
+                    let consistency = if w.eventual_reads && self.rng.gen_ratio(1, 3) {
+                        Consistency::Eventual
+                    } else {
+                        Consistency::Strong
+                    };
+                    self.read_with(&[k], consistency).await.is_some()
                 }
                 15..30 if w.registers > 0 => {
                     let k = self.rng.gen_range(0..w.registers);
@@ -265,10 +275,22 @@ impl Client {
 
     /// A strong snapshot read of `keys`, recorded when it succeeds.
     async fn read(&mut self, keys: &[KeyId]) -> Option<Vec<Option<Observed>>> {
+        self.read_with(keys, Consistency::Strong).await
+    }
+
+    /// A snapshot read of `keys`, recorded when it succeeds.
+    async fn read_with(
+        &mut self,
+        keys: &[KeyId],
+        consistency: Consistency,
+    ) -> Option<Vec<Option<Observed>>> {
         let kv_keys: Vec<Key> = keys.iter().map(|&k| kv_key(k)).collect();
         let call = self.clock.now();
-        let result =
-            tokio::time::timeout(self.workload.op_timeout, self.kv.get_many(&kv_keys)).await;
+        let result = tokio::time::timeout(
+            self.workload.op_timeout,
+            self.kv.get_many_with(&kv_keys, consistency),
+        )
+        .await;
         let ret = self.clock.now();
         let entries = result.ok()?.ok()?;
         let results: Vec<Option<Observed>> = entries.iter().map(observed).collect();
