@@ -146,6 +146,10 @@ pub(crate) fn convert(e: ClientError) -> kv_core::Error {
             backend: BACKEND.into(),
             message: "the member serving the read is behind the cluster".into(),
         },
+        Fault::Compacted => kv_core::Error::Unavailable {
+            backend: BACKEND.into(),
+            message: "the revision being read was compacted meanwhile".into(),
+        },
         _ => kv_core::Error::backend(BACKEND, EtcdError::Client(e)),
     }
 }
