@@ -86,10 +86,30 @@
 //!
 //! Then open `etcd://host1:2379,host2:2379,host3:2379/myapp` (the path is the
 //! prefix; `kv` is the default) with `kv::open` (cargo feature `etcd`), or
-//! serve Deno clients with `kv serve --backend etcd://…`. Give every client
-//! all the members: the client balances requests over them and routes
-//! around a dead one. Reverse lists make etcd read the whole selected range
-//! to sort it, so keep reverse scans over large ranges rare.
+//! serve Deno clients with `kv serve --backend etcd://…` (a `kv` binary
+//! built with the feature: `cargo build -p kv-server --features kv/etcd`).
+//! Several servers may serve one prefix at once; their commits are
+//! serialized by etcd. Give every client all the members: the client
+//! balances requests over them and resends a request that could not reach
+//! its member to another.
+//!
+//! Costs to plan for:
+//!
+//! - Every commit writes the commit marker, and a commit with a
+//!   versionstamped key (queue messages use them) must find no other commit
+//!   of the database between its read and its write; under a heavy write
+//!   load such commits retry (for up to 30 s) before they give up.
+//! - Reverse lists make etcd read the whole selected range to sort it: keep
+//!   reverse scans over large ranges rare.
+//! - Expiry is enforced by each client's clock; etcd's lease deletes the key
+//!   up to 11 s after it expired.
+//!
+//! Measured on one 2-core machine, 3 members on loopback (`cargo xtask etcd
+//! bench`, p50 / p99): a set 1.5 / 9 ms (520 commits/s from one client), a
+//! strong get 1.0 / 6.5 ms, an eventual get 0.5 / 4.9 ms, a `sum` 3.7 / 15
+//! ms (read, then compare-and-write), 64 concurrent writers 1,190 commits/s.
+//! Killing the leader under load (kv-etcd's `faults` tests) lost no
+//! acknowledged commit and paused acknowledgements for 1.2–1.5 s.
 //!
 //! ```no_run
 //! # async fn demo() -> kv_core::Result<()> {
