@@ -37,7 +37,7 @@ pub(crate) fn server(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
         sh.remove_path(&scratch)?;
     }
     sh.create_dir(&scratch)?;
-    let token = format!("bench-{}", std::process::id());
+    let token = format!("bench-token-{}", std::process::id());
     let mut child = Command::new(target.join("release").join("kv"))
         .args([
             "serve",

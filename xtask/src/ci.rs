@@ -63,6 +63,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
             }),
         ),
         ("clients", Box::new(|| crate::clients::run(sh, &[]))),
+        ("consistency", Box::new(|| crate::consistency::run(sh, &[]))),
         ("deny", Box::new(|| step_deny(sh))),
     ];
 

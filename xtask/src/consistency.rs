@@ -31,12 +31,32 @@ fn default_args() -> Vec<String> {
 
 /// Builds `kv serve` (for the fault run) and runs the checker; fails when
 /// any history has a violation.
+///
+/// The dev profile (dependencies optimised) reuses the test build, which
+/// keeps CI short; `KV_CONSISTENCY_RELEASE=1` builds in release.
 pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    let release = std::env::var_os("KV_CONSISTENCY_RELEASE").is_some();
+    let (profile_flag, profile_dir): (&[&str], &str) = if release {
+        (&["--release"], "release")
+    } else {
+        (&[], "debug")
+    };
     let mut all = default_args();
     all.extend(args.iter().cloned());
-    if all.iter().any(|a| a == "--faults") {
-        cmd!(sh, "cargo build --release -p kv-server").run()?;
+    if all.iter().any(|a| a == "--faults") && !all.iter().any(|a| a == "--no-faults") {
+        cmd!(sh, "cargo build {profile_flag...} -p kv-server --bin kv").run()?;
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+            || crate::project_root().join("target"),
+            std::path::PathBuf::from,
+        );
+        let bin = target.join(profile_dir).join("kv");
+        all.push("--kv-bin".into());
+        all.push(bin.to_string_lossy().into_owned());
     }
-    cmd!(sh, "cargo run --release -p kv-consistency -- {all...}").run()?;
+    cmd!(
+        sh,
+        "cargo run {profile_flag...} -p kv-consistency -- {all...}"
+    )
+    .run()?;
     Ok(())
 }

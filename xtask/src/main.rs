@@ -16,6 +16,7 @@ mod bench_more;
 mod ci;
 mod clients;
 mod conformance;
+mod consistency;
 mod tools;
 
 #[cfg(test)]
@@ -39,6 +40,8 @@ commands:
                               against Deno's local KV); queue latency and throughput
   bench embedded [--workload NAME]
                               kv (SQLite) against Deno KV, in-process on files
+  consistency [ARGS..]        record and check histories on every backend (20x8x200 and
+                              kill -9 faults); ARGS go to kv-consistency
   clients                     real Deno, Node (@deno/kv) and Python (denokv) clients
                               against a real kv serve process
   crash                       kv-sqlite crash test, N rounds (env N, default 200)
@@ -54,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         Some("ci") => ci::run(&sh, rest),
         Some("conformance") => conformance::run(&sh, rest).map(drop),
         Some("clients") => clients::run(&sh, rest),
+        Some("consistency") => consistency::run(&sh, rest),
         Some("bench") => bench::run(&sh, rest),
         Some("crash") => crash(&sh, rest),
         Some("tools") => {
