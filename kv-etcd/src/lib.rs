@@ -37,14 +37,15 @@
 //!   one read come from one transaction, so one revision.
 //! - **Expiry**: the expiry time is in the record, so reads and checks hide
 //!   an expired key at once (by this handle's [`Clock`]). Keys with an
-//!   expiry are attached to an etcd lease that ends at most 10 s after the
+//!   expiry are attached to an etcd lease that ends at most 11 s after the
 //!   expiry, so the cluster itself deletes them: nothing sweeps, and keys
 //!   expire even when no kv client runs. Leases are shared by all keys that
 //!   expire in the same 10-second window.
 //! - **Watch** reads the keys (linearizably), emits them, then opens an etcd
 //!   watch on them from the next revision, and reads and emits again after
-//!   each event that changed a versionstamp. A broken watch stream is
-//!   resumed from the last revision seen.
+//!   each event that changed a versionstamp. When its member fails, the
+//!   watch reads the keys again and watches on from that read's revision,
+//!   through another member.
 //! - **Queues** are data under [`kv_core::backend::SYSTEM_PREFIX`], written by
 //!   the queue layer (`kv_queue::QueueBackend`) like any other keys; an
 //!   `AtomicWrite` that still carries enqueues is refused with
@@ -54,9 +55,9 @@
 //!
 //! Transient faults (no leader, a member down, a request over its timeout)
 //! are [`kv_core::Error::Unavailable`], which callers may retry. Reads retry
-//! them internally until the request timeout has passed. Commits are not
-//! retried after a fault, since a commit whose answer was lost may have been
-//! applied: the caller decides. With a majority of members down, commits fail
+//! them internally until the request timeout has passed. A commit is sent
+//! again only when it never left (its member could not be connected to);
+//! after any other fault it may have been applied, so the caller decides. With a majority of members down, commits fail
 //! with `Unavailable` after the request timeout (5 s by default, see
 //! [`EtcdConfig::with_request_timeout`]); `Eventual` reads still answer.
 //!
