@@ -135,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     for i in 0..n(2000.0) {
         let s = Instant::now();
-        kv.set(key!["seq", i as u64], value()).await?;
+        kv.set(key!["rs-seq", i as u64], value()).await?;
         lat.push(s.elapsed());
     }
     report(
@@ -149,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     for i in 0..n(5000.0) {
         let s = Instant::now();
-        kv.get(key!["seq", (i % n(2000.0)) as u64]).await?;
+        kv.get(key!["rs-seq", (i % n(2000.0)) as u64]).await?;
         lat.push(s.elapsed());
     }
     report(
@@ -166,7 +166,7 @@ async fn main() -> anyhow::Result<()> {
         kvs.push(client(&args).await?);
     }
     let (ops, s, lat) = concurrent(&kvs, secs, |kv, i, n| async move {
-        kv.set(key!["w", i as u64, n], value()).await?;
+        kv.set(key!["rs-w", i as u64, n], value()).await?;
         Ok(())
     })
     .await?;
@@ -178,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
         serde_json::json!({"goal_per_sec": 28000}),
     );
     let (ops, s, lat) = concurrent(&kvs, secs, |kv, i, n| async move {
-        kv.get(key!["seq", (i as u64 * 31 + n) % 2000]).await?;
+        kv.get(key!["rs-seq", (i as u64 * 31 + n) % 2000]).await?;
         Ok(())
     })
     .await?;
@@ -192,14 +192,14 @@ async fn main() -> anyhow::Result<()> {
     for chunk in 0..10u64 {
         let mut op = kv.atomic();
         for i in 0..100u64 {
-            op.set(key!["list", chunk * 100 + i], value());
+            op.set(key!["rs-list", chunk * 100 + i], value());
         }
         op.commit().await?;
     }
     let (ops, s, lat) = concurrent(&kvs, secs, |kv, _, _| async move {
         let got = kv
             .list(
-                Selector::prefix(key!["list"]),
+                Selector::prefix(key!["rs-list"]),
                 ListOptions::default().with_batch_size(1000),
             )
             .collect_all()
@@ -249,7 +249,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let conns = Arc::new(conns);
         for kv in conns.iter() {
-            kv.get(key!["seq", 1]).await?;
+            kv.get(key!["rs-seq", 1]).await?;
         }
         let rss = rss_kib(pid).unwrap_or(0);
         println!(
