@@ -103,7 +103,17 @@ fn open(args: &Args) -> anyhow::Result<Kv> {
                 .with_context(|| format!("opening {}", path.display()))?;
             Ok(Kv::new(backend))
         }
-        other => bail!("unknown backend `{other}` (sqlite or memory)"),
+        "redb" => {
+            let path = args
+                .path
+                .as_ref()
+                .context("--path FILE is required for redb")?
+                .with_extension("redb");
+            let backend = kv_redb::RedbBackend::open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            Ok(Kv::new(backend))
+        }
+        other => bail!("unknown backend `{other}` (sqlite, redb or memory)"),
     }
 }
 
