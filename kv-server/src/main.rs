@@ -80,10 +80,10 @@ async fn listen(args: Listen) -> anyhow::Result<()> {
             tokio::select! {
                 _ = done_rx.wait_for(|d| *d) => return,
                 () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
-                    if let Some(secs) = idle {
-                        if kv::SystemClock.now_ms() - last.load(Ordering::SeqCst) > secs * 1000 {
-                            return;
-                        }
+                    if let Some(secs) = idle
+                        && kv::SystemClock.now_ms() - last.load(Ordering::SeqCst) > secs * 1000
+                    {
+                        return;
                     }
                 }
             }
