@@ -112,14 +112,17 @@ impl Cx {
     /// When the target cannot open a database.
     pub async fn new(target: Arc<dyn Target>) -> anyhow::Result<Cx> {
         let opened = target.open().await?;
-        // Every database gets the queue layer, as `kv::open` gives it.
-        let database: Arc<dyn Backend> = Arc::new(kv_queue::QueueBackend::new(opened.backend));
+        let database = opened.backend;
+        // Every case gets the queue layer, as `kv::open` gives it. On a
+        // shared database it goes above the namespace, so that each case's
+        // queue records live in its own namespace too.
         let (backend, ns_len): (Arc<dyn Backend>, usize) = if opened.shared {
             let ns = key!["kv-conformance", rand::random::<u64>()].encode()?;
             let len = ns.len();
-            (Arc::new(PrefixBackend::new(database.clone(), ns)), len)
+            let namespaced = PrefixBackend::new(database.clone(), ns);
+            (Arc::new(kv_queue::QueueBackend::new(namespaced)), len)
         } else {
-            (database.clone(), 0)
+            (Arc::new(kv_queue::QueueBackend::new(database.clone())), 0)
         };
         let mut kv = Kv::from_arc(backend.clone());
         if let Some(clock) = &opened.clock {

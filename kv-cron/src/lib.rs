@@ -95,7 +95,7 @@ pub enum CronError {
 /// A handler's failure: the run is retried per the backoff schedule.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
-type Handler = Arc<dyn Fn() -> HandlerFuture + Send + Sync>;
+type Handler = Arc<dyn Fn(u64) -> HandlerFuture + Send + Sync>;
 
 /// Options of [`Scheduler::register`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -239,6 +239,25 @@ impl Scheduler {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
+        self.register_with_tick(name, schedule, options, move |_tick| handler())
+    }
+
+    /// [`Scheduler::register`] with a handler that receives the scheduled
+    /// time of the tick it runs (Unix ms), the same on every retry.
+    ///
+    /// # Errors
+    /// As [`Scheduler::register`].
+    pub fn register_with_tick<F, Fut>(
+        &self,
+        name: &str,
+        schedule: Schedule,
+        options: CronOptions,
+        handler: F,
+    ) -> Result<(), CronError>
+    where
+        F: Fn(u64) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
         validate_name(name)?;
         let backoff = match options.backoff_schedule {
             None => DEFAULT_BACKOFF_SCHEDULE.to_vec(),
@@ -256,7 +275,7 @@ impl Scheduler {
         if jobs.len() > MAX_CRONS {
             return Err(CronError::TooManyCrons);
         }
-        let handler: Handler = Arc::new(move || Box::pin(handler()) as HandlerFuture);
+        let handler: Handler = Arc::new(move |tick| Box::pin(handler(tick)) as HandlerFuture);
         jobs.push(Job {
             name: name.to_owned(),
             registered_at: self.clock.now_ms(),
@@ -425,7 +444,7 @@ impl Scheduler {
         // Run, retrying per the backoff schedule, renewing the lease.
         let mut attempt = 0usize;
         loop {
-            let work = std::panic::AssertUnwindSafe((job.handler)()).catch_unwind();
+            let work = std::panic::AssertUnwindSafe((job.handler)(tick)).catch_unwind();
             let mut work = std::pin::pin!(work);
             let ok = loop {
                 let renew_at = self.clock.now_ms() + lease / 3;

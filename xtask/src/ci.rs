@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
-use crate::{conformance, tools};
+use crate::{conformance, etcd, tools};
 
 type StepFn<'a> = Box<dyn Fn() -> anyhow::Result<()> + 'a>;
 
@@ -59,6 +59,19 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
             "conformance",
             Box::new(|| {
                 summary.set(Some(conformance::run(sh, &[])?));
+                Ok(())
+            }),
+        ),
+        (
+            "etcd",
+            Box::new(|| {
+                if let Some(etcd) = etcd::run(sh, &[])? {
+                    let mut total = summary.get().unwrap_or_default();
+                    total.passed += etcd.passed;
+                    total.failed += etcd.failed;
+                    total.ignored += etcd.ignored;
+                    summary.set(Some(total));
+                }
                 Ok(())
             }),
         ),

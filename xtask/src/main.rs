@@ -17,6 +17,7 @@ mod ci;
 mod clients;
 mod conformance;
 mod consistency;
+mod etcd;
 mod tools;
 
 #[cfg(test)]
@@ -40,6 +41,10 @@ commands:
                               against Deno's local KV); queue latency and throughput
   bench embedded [--workload NAME]
                               kv (SQLite) against Deno KV, in-process on files
+  etcd [ARGS..]               start a 3-member etcd cluster on loopback ports, run the
+                              conformance suite's etcd target on it, stop it
+  etcd test | etcd bench [--workload NAME] [--scale F]
+                              kv-etcd's fault tests (RTO printed) | the bench workloads on etcd
   consistency [ARGS..]        record and check histories on every backend (20x8x200 and
                               kill -9 faults); ARGS go to kv-consistency
   clients                     real Deno, Node (@deno/kv) and Python (denokv) clients
@@ -58,6 +63,7 @@ fn main() -> anyhow::Result<()> {
         Some("conformance") => conformance::run(&sh, rest).map(drop),
         Some("clients") => clients::run(&sh, rest),
         Some("consistency") => consistency::run(&sh, rest),
+        Some("etcd") => etcd::run(&sh, rest).map(drop),
         Some("bench") => bench::run(&sh, rest),
         Some("crash") => crash(&sh, rest),
         Some("tools") => {

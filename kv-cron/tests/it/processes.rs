@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kv_core::backend::Backend;
-use kv_core::{Clock, Kv, KvValue, ListOptions, ManualClock, Selector, key};
+use kv_core::{Kv, KvValue, ListOptions, ManualClock, Selector, key};
 use kv_cron::{CronOptions, Schedule, Scheduler};
 
 const CHILD: &str = "KV_CRON_CHILD";
@@ -55,15 +55,13 @@ fn cron_process_child() {
         };
         let kv = Kv::from_arc(backend.clone());
         let scheduler = Scheduler::new(backend.clone()).with_clock(clock.clone());
-        let c = clock.clone();
         scheduler
-            .register(
+            .register_with_tick(
                 "shared job",
                 Schedule::parse("* * * * *").unwrap(),
                 CronOptions::default(),
-                move || {
+                move |tick| {
                     let kv = kv.clone();
-                    let tick = c.now_ms() / 60_000 * 60_000;
                     async move {
                         kv.atomic().sum(key!["ran", tick], 1).commit().await?;
                         Ok(())
