@@ -110,7 +110,7 @@ async fn total_mutation_size_boundary(cx: Cx) -> anyhow::Result<()> {
         let mut op = cx.kv.atomic();
         for i in 0..13u8 {
             op.set(
-                bytes_key(i + 1, key_len - 2),
+                bytes_key(i + 1, key_len - 2 - cx.ns_len()),
                 KvValue::Bytes(vec![0; 62000]),
             );
         }
@@ -120,10 +120,12 @@ async fn total_mutation_size_boundary(cx: Cx) -> anyhow::Result<()> {
         } else {
             assert_err!(
                 r,
+                // Checked by the client, or by a server when a namespace
+                // hides some of the size from the client.
                 Error::LimitExceeded {
                     limit: Limit::TotalMutationSize,
                     max: 819200,
-                    actual: 819208
+                    ..
                 }
             );
         }
@@ -152,7 +154,7 @@ async fn total_key_size_boundary(cx: Cx) -> anyhow::Result<()> {
         Error::LimitExceeded {
             limit: Limit::TotalKeySize,
             max: 81920,
-            actual: 83968
+            ..
         }
     );
     let mut op = cx.kv.atomic();
