@@ -9,15 +9,15 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use xshell::{Shell, cmd};
+use xshell::Shell;
 
-use crate::project_root;
+use crate::{artifacts, project_root};
 
 /// The outcome of one case, as libtest prints it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,7 +174,10 @@ impl Matrix {
 /// is set) against real `kv serve` processes, passing `args` through to
 /// every run. Fails on any failed case, on a harness or server failure, or
 /// when no case ran.
-pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<Counts> {
+/// `selection` is the cargo package selection the harness and the server are
+/// built with: `ci` passes `--workspace` to reuse its test build.
+pub(crate) fn run(sh: &Shell, selection: &[&str], args: &[String]) -> anyhow::Result<Counts> {
+    let harness = artifacts::test_binary(sh, selection, "conformance")?;
     let mut matrix = Matrix::default();
     let mut problems: Vec<String> = Vec::new();
 
@@ -182,13 +185,13 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<Counts> {
     if external {
         println!("KV_TEST_URL is set: the harness runs only that URL");
     }
-    let status = run_harness(sh, args, &[], None, &mut matrix)?;
+    let status = run_harness(&harness, args, &[], None, &mut matrix)?;
     if !status.success() {
         problems.push(format!("the conformance harness exited with {status}"));
     }
     if !external {
         for server in SERVERS {
-            if let Err(e) = against_server(sh, args, server, &mut matrix) {
+            if let Err(e) = against_server(sh, selection, &harness, args, server, &mut matrix) {
                 problems.push(format!("{}: {e:#}", server.label));
             }
         }
@@ -225,37 +228,33 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<Counts> {
     Ok(total)
 }
 
-/// Runs `cargo test -p kv-conformance --test conformance -- ARGS` with `envs`,
-/// echoing all but passing lines and recording results into `matrix`. With
-/// `rename`, the first segment of each case name (the harness's target) is
-/// replaced by it.
+/// Runs the harness binary with `ARGS` and `envs`, as `cargo test` would (in
+/// the package folder), echoing all but passing lines and recording results
+/// into `matrix`. With `rename`, the first segment of each case name (the
+/// harness's target) is replaced by it.
 fn run_harness(
-    sh: &Shell,
+    harness: &Path,
     args: &[String],
     envs: &[(&str, &str)],
     rename: Option<&str>,
     matrix: &mut Matrix,
 ) -> anyhow::Result<std::process::ExitStatus> {
-    let mut command = Command::new("cargo");
+    let package = project_root().join("kv-conformance");
+    let mut command = Command::new(harness);
     command
-        .current_dir(sh.current_dir())
-        .args([
-            "test",
-            "-p",
-            "kv-conformance",
-            "--test",
-            "conformance",
-            "--",
-        ])
+        .current_dir(&package)
+        .env("CARGO_MANIFEST_DIR", &package)
         .args(args)
         .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    println!(
-        "$ cargo test -p kv-conformance --test conformance -- {}",
-        args.join(" ")
-    );
-    let mut child = command.spawn().context("spawning cargo test")?;
+    let name = harness
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    println!("$ {name} {}", args.join(" "));
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("spawning {}", harness.display()))?;
     let stdout = child.stdout.take().context("the child's stdout is piped")?;
 
     for line in BufReader::new(stdout).lines() {
@@ -276,7 +275,7 @@ fn run_harness(
             None => matrix.record(name, outcome),
         }
     }
-    child.wait().context("waiting for cargo test")
+    child.wait().context("waiting for the harness")
 }
 
 /// A real server to run the suite against over KV Connect.
@@ -308,6 +307,8 @@ const SERVERS: &[Server] = &[
 /// with SIGTERM and requires a clean exit.
 fn against_server(
     sh: &Shell,
+    selection: &[&str],
+    harness: &Path,
     args: &[String],
     server: &Server,
     matrix: &mut Matrix,
@@ -327,13 +328,10 @@ fn against_server(
         "==> conformance against a real `kv serve` ({})",
         server.label
     );
-    cmd!(sh, "cargo build -p kv-server --bin kv")
-        .run()
-        .context("building kv-server")?;
+    let bin = artifacts::kv_server_bin(sh, selection)?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let bin = target_dir.join("debug").join("kv");
     let dir = target_dir.join("conformance").join(server.label);
     if dir.exists() {
         sh.remove_path(&dir)?;
@@ -378,7 +376,7 @@ fn against_server(
         let url = wait_for_url(&rx, &mut child)?;
         println!("server {} listening on {url}", server.label);
         let status = run_harness(
-            sh,
+            harness,
             args,
             &[("KV_TEST_URL", &url), ("DENO_KV_ACCESS_TOKEN", &token)],
             Some(server.label),

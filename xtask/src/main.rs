@@ -11,6 +11,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod artifacts;
 mod bench;
 mod bench_more;
 mod ci;
@@ -60,7 +61,9 @@ fn main() -> anyhow::Result<()> {
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
         Some("ci") => ci::run(&sh, rest),
-        Some("conformance") => conformance::run(&sh, rest).map(drop),
+        Some("conformance") => {
+            conformance::run(&sh, &["-p", "kv-conformance", "-p", "kv-server"], rest).map(drop)
+        }
         Some("clients") => clients::run(&sh, rest),
         Some("consistency") => consistency::run(&sh, rest),
         Some("etcd") => etcd::run(&sh, rest).map(drop),
