@@ -147,12 +147,27 @@ pub fn router(
     Router::new()
         .route("/", post(metadata))
         .route("/healthz", get(healthz))
-        .route("/v2/snapshot_read", post(snapshot_read))
-        .route("/v2/atomic_write", post(atomic_write))
-        .route("/v2/watch", post(watch))
-        .route("/v2/x-kv/snapshot_read", post(system_snapshot_read))
-        .route("/v2/x-kv/atomic_write", post(system_atomic_write))
-        .route("/v2/x-kv/watch", post(system_watch))
+        .route(
+            "/v2/snapshot_read",
+            post(|s, h, b| read_impl(s, h, b, false)),
+        )
+        .route(
+            "/v2/atomic_write",
+            post(|s, h, b| write_impl(s, h, b, false)),
+        )
+        .route("/v2/watch", post(|s, h, b| watch_impl(s, h, b, false)))
+        // kv's extension endpoints: the same messages with the reserved key
+        // space admitted, for queue and cron layers running in clients.
+        // Standard clients never call them.
+        .route(
+            "/v2/x-kv/snapshot_read",
+            post(|s, h, b| read_impl(s, h, b, true)),
+        )
+        .route(
+            "/v2/x-kv/atomic_write",
+            post(|s, h, b| write_impl(s, h, b, true)),
+        )
+        .route("/v2/x-kv/watch", post(|s, h, b| watch_impl(s, h, b, true)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -334,57 +349,6 @@ fn protobuf(m: impl Message) -> Response {
         header::HeaderValue::from_static("application/x-protobuf"),
     );
     r
-}
-
-// kv's extension endpoints (`/v2/x-kv/…`): the same messages, with the
-// reserved key space admitted, for queue and cron layers running in
-// clients. Standard clients never call them.
-async fn system_snapshot_read(
-    state: State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    read_impl(state, headers, body, true).await
-}
-
-async fn system_atomic_write(
-    state: State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    write_impl(state, headers, body, true).await
-}
-
-async fn system_watch(
-    state: State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    watch_impl(state, headers, body, true).await
-}
-
-async fn snapshot_read(
-    state: State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    read_impl(state, headers, body, false).await
-}
-
-async fn atomic_write(
-    state: State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    write_impl(state, headers, body, false).await
-}
-
-async fn watch(
-    state: State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    watch_impl(state, headers, body, false).await
 }
 
 async fn read_impl(
