@@ -41,13 +41,15 @@ pub enum Outcome {
 /// What an operation did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpKind {
-    /// A strong `get_many` (one key for a plain `get`): one result per key,
-    /// all from one snapshot. Failed reads are not recorded.
+    /// A `get_many` (one key for a plain `get`): one result per key, all
+    /// from one snapshot. Failed reads are not recorded.
     Read {
         /// The keys read.
         keys: Vec<KeyId>,
         /// One entry per key (`None`: absent).
         results: Vec<Option<Observed>>,
+        /// Read with `Consistency::Eventual` (else `Strong`).
+        eventual: bool,
     },
     /// One atomic commit.
     Commit {
@@ -80,6 +82,15 @@ impl Operation {
         self.ret.unwrap_or(u64::MAX)
     }
 
+    /// Whether this is a read the checkers hold to a real-time bound: every
+    /// strong read, and eventual reads unless `history` says they may lag.
+    pub fn is_strict_read(&self, history: &History) -> bool {
+        match self.kind {
+            OpKind::Read { eventual, .. } => !eventual || !history.lagging_eventual_reads,
+            OpKind::Commit { .. } => false,
+        }
+    }
+
     /// The versionstamp of a known, applied commit.
     pub fn committed(&self) -> Option<Versionstamp> {
         match self.kind {
@@ -102,6 +113,11 @@ pub struct History {
     /// The sum of all balances once the bank is opened (by the first commit
     /// to the accounts).
     pub bank_total: u64,
+    /// Whether the backend may answer eventual reads from a lagging replica
+    /// (etcd's serializable reads). Then eventual reads are held to no
+    /// real-time bound, only measured for staleness; otherwise they are
+    /// checked exactly as strong reads.
+    pub lagging_eventual_reads: bool,
 }
 
 impl History {

@@ -16,7 +16,12 @@
 //!     reproduces every read (value and versionstamp); each multi-key read
 //!     comes from one snapshot no older than every commit completed before
 //!     it; every passed check saw the latest version; and the bank's
-//!     balances always sum to the same total.
+//!     balances always sum to the same total;
+//!   - the dependency graph (Elle-style): `ww`, `wr` and `rw` edges from
+//!     each key's versions in versionstamp order, plus client order; any
+//!     cycle is reported and classified (G0, G1c, G-single, G2). The cycle
+//!     workload (transactions over a few keys that read some and write
+//!     some) feeds it.
 //! - [`faults`] runs the workload against a `kv serve` process that is
 //!   killed with SIGKILL and restarted, and through a proxy that drops
 //!   connections.
@@ -25,6 +30,7 @@
 //! `kv serve` answer `Consistency::Eventual` reads from the primary, so they
 //! are never stale; this crate checks strong reads, which must never be.
 
+mod cycles;
 pub mod faults;
 pub mod history;
 mod linearizability;
@@ -64,6 +70,17 @@ pub enum ViolationKind {
     StaleCheck,
     /// A snapshot of the accounts did not sum to the bank's total.
     BankInvariant,
+    /// A dependency cycle of writes alone (`ww`, with client order): G0.
+    CycleG0,
+    /// A dependency cycle of writes and reads (`ww`, `wr`): G1c, circular
+    /// information flow.
+    CycleG1c,
+    /// A dependency cycle with exactly one anti-dependency (`rw`):
+    /// G-single, as a lost update or a read skew makes.
+    CycleGSingle,
+    /// A dependency cycle with two or more anti-dependencies: G2, as write
+    /// skew makes.
+    CycleG2,
 }
 
 /// One violation found in a history.
@@ -81,8 +98,8 @@ impl fmt::Display for Violation {
     }
 }
 
-/// Checks a history; an empty result means it is linearizable per key and
-/// passes every versionstamp check.
+/// Checks a history; an empty result means it is linearizable per key,
+/// passes every versionstamp check and its dependency graph is acyclic.
 pub fn check(history: &History) -> Vec<Violation> {
     let mut out = Vec::new();
     let mut keys: Vec<_> = linearizability::partition(history).into_iter().collect();
@@ -104,6 +121,7 @@ pub fn check(history: &History) -> Vec<Violation> {
         }
     }
     out.extend(serializability::check(history));
+    out.extend(cycles::check(history));
     out
 }
 

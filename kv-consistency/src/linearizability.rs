@@ -213,7 +213,8 @@ fn unlift(nodes: &mut [Node], call: usize) {
     }
 }
 
-/// Projects a history on each key. Checks of commits become the value the
+/// Projects a history on each key (eventual reads that may lag are left
+/// out). Checks of commits become the value the
 /// checked versionstamp carried (from reads and known sets); a failed check
 /// is kept only for single-key commits on keys whose set values are unique,
 /// where "the versionstamp differed" implies "the value differed".
@@ -223,7 +224,7 @@ pub(crate) fn partition(history: &History) -> HashMap<KeyId, Vec<KeyEvent>> {
     let mut summed: HashSet<KeyId> = HashSet::new();
     for op in &history.ops {
         match &op.kind {
-            OpKind::Read { keys, results } => {
+            OpKind::Read { keys, results, .. } => {
                 for (k, r) in keys.iter().zip(results) {
                     if let Some(o) = r {
                         value_of.insert((*k, o.versionstamp), o.value);
@@ -273,7 +274,9 @@ pub(crate) fn partition(history: &History) -> HashMap<KeyId, Vec<KeyEvent>> {
     for op in &history.ops {
         let (call, ret) = (op.call, op.ret_or_max());
         match &op.kind {
-            OpKind::Read { keys, results } => {
+            // Reads that may lag have no place in a linearization.
+            OpKind::Read { .. } if !op.is_strict_read(history) => {}
+            OpKind::Read { keys, results, .. } => {
                 for (k, r) in keys.iter().zip(results) {
                     out.entry(*k).or_default().push(KeyEvent {
                         call,

@@ -21,6 +21,11 @@ pub struct Workload {
     pub counters: u16,
     /// Bank accounts (transfers / snapshot of all), at most 10.
     pub accounts: u16,
+    /// Keys of the cycle workload: transactions read two or three of them
+    /// and write some (checking every key they read), read-only
+    /// transactions read them all; the dependency graph of these must have
+    /// no cycle.
+    pub cycle_keys: u16,
     /// Each account's opening balance.
     pub opening_balance: u64,
     /// Seed of the clients' random choices.
@@ -30,10 +35,12 @@ pub struct Workload {
     /// How long a client pauses after a failed call (so that a fault does
     /// not turn the whole workload into unknown outcomes).
     pub pause_after_error: Duration,
-    /// Make one plain register read in three `Consistency::Eventual`. The
-    /// backends covered here answer eventual reads from the primary, so
-    /// they are recorded and checked exactly as strong reads.
+    /// Make one plain register read in three `Consistency::Eventual`.
     pub eventual_reads: bool,
+    /// Whether the backend may answer eventual reads from a lagging replica
+    /// (see [`History::lagging_eventual_reads`]). Backends that answer them
+    /// from the primary are checked as if they were strong.
+    pub lagging_eventual_reads: bool,
 }
 
 impl Default for Workload {
@@ -43,11 +50,13 @@ impl Default for Workload {
             registers: 4,
             counters: 2,
             accounts: 4,
+            cycle_keys: 4,
             opening_balance: 100,
             seed: 0,
             op_timeout: Duration::from_secs(10),
             pause_after_error: Duration::from_millis(20),
             eventual_reads: true,
+            lagging_eventual_reads: false,
         }
     }
 }
@@ -71,6 +80,12 @@ impl Workload {
         self
     }
 
+    /// Says that eventual reads may lag (etcd's serializable reads).
+    pub fn with_lagging_eventual_reads(mut self, lagging: bool) -> Self {
+        self.lagging_eventual_reads = lagging;
+        self
+    }
+
     fn counter(&self, i: u16) -> KeyId {
         self.registers + i
     }
@@ -81,6 +96,14 @@ impl Workload {
 
     fn accounts(&self) -> Vec<KeyId> {
         (0..self.accounts).map(|i| self.account(i)).collect()
+    }
+
+    fn cycle_key(&self, i: u16) -> KeyId {
+        self.registers + self.counters + self.accounts + i
+    }
+
+    fn cycle_keys(&self) -> Vec<KeyId> {
+        (0..self.cycle_keys).map(|i| self.cycle_key(i)).collect()
     }
 }
 
@@ -159,6 +182,7 @@ pub async fn record(clients: Vec<Kv>, workload: &Workload) -> Result<History, Co
         ops,
         bank_total: workload.opening_balance * u64::from(workload.accounts),
         accounts,
+        lagging_eventual_reads: workload.lagging_eventual_reads,
     })
 }
 
@@ -188,7 +212,7 @@ impl Client {
     async fn run(mut self) -> Vec<Operation> {
         let w = self.workload.clone();
         for _ in 0..w.ops_per_client {
-            let ok = match self.rng.gen_range(0..100u32) {
+            let ok = match self.rng.gen_range(0..120u32) {
                 0..15 if w.registers > 0 => {
                     let k = self.rng.gen_range(0..w.registers);
                     let consistency = if w.eventual_reads && self.rng.gen_ratio(1, 3) {
@@ -228,6 +252,11 @@ impl Client {
                     self.read(&[k]).await.is_some()
                 }
                 72..90 if w.accounts > 1 => self.transfer().await,
+                100..112 if w.cycle_keys > 1 => self.transaction().await,
+                112..120 if w.cycle_keys > 0 => {
+                    let all = w.cycle_keys();
+                    self.read(&all).await.is_some()
+                }
                 _ if w.accounts > 0 => {
                     let all = w.accounts();
                     self.read(&all).await.is_some()
@@ -273,6 +302,39 @@ impl Client {
         .await
     }
 
+    /// A transaction of the cycle workload: read two or three cycle keys in
+    /// one snapshot, then write one or two of them (and now and then a key
+    /// it did not read, blindly), checking every key it read. Its writes
+    /// are unique values, so each version names its writer.
+    async fn transaction(&mut self) -> bool {
+        let w = &self.workload;
+        let n = usize::from(w.cycle_keys);
+        let width = self.rng.gen_range(2..=n.min(3));
+        let picked = rand::seq::index::sample(&mut self.rng, n, n);
+        let keys: Vec<KeyId> = picked
+            .iter()
+            .map(|i| w.cycle_key(u16::try_from(i).expect("fewer than 2^16 cycle keys")))
+            .collect();
+        let (read, rest) = keys.split_at(width);
+        let blind = rest.first().copied().filter(|_| self.rng.gen_ratio(1, 4));
+        let Some(seen) = self.read(read).await else {
+            return false;
+        };
+        let checks: Vec<_> = read
+            .iter()
+            .zip(&seen)
+            .map(|(&k, o)| (k, o.map(|o| o.versionstamp)))
+            .collect();
+        let writes = self.rng.gen_range(1..=2);
+        let mut targets: Vec<KeyId> = read[..writes].to_vec();
+        targets.extend(blind);
+        let mutations = targets
+            .into_iter()
+            .map(|k| (k, Effect::Set(self.unique())))
+            .collect();
+        self.commit(checks, mutations).await
+    }
+
     /// A strong snapshot read of `keys`, recorded when it succeeds.
     async fn read(&mut self, keys: &[KeyId]) -> Option<Vec<Option<Observed>>> {
         self.read_with(keys, Consistency::Strong).await
@@ -301,6 +363,7 @@ impl Client {
             kind: OpKind::Read {
                 keys: keys.to_vec(),
                 results: results.clone(),
+                eventual: consistency == Consistency::Eventual,
             },
         });
         Some(results)

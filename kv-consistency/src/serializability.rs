@@ -106,47 +106,16 @@ pub(crate) fn check(history: &History) -> Vec<Violation> {
         }
     }
 
-    // Unknown outcomes that a read revealed: bind each observed foreign
-    // versionstamp to an unknown commit that wrote exactly those values.
-    let mut foreign: HashMap<Versionstamp, Vec<(KeyId, u64)>> = HashMap::new();
-    for op in ops {
-        if let OpKind::Read { keys, results } = &op.kind {
-            for (k, r) in keys.iter().zip(results) {
-                if let Some(o) = r
-                    && !by_vs.contains_key(&o.versionstamp)
-                {
-                    let seen = foreign.entry(o.versionstamp).or_default();
-                    if !seen.contains(&(*k, o.value)) {
-                        seen.push((*k, o.value));
-                    }
-                }
-            }
-        }
-    }
-    let mut foreign: Vec<_> = foreign.into_iter().collect();
-    foreign.sort_unstable_by_key(|(vs, _)| *vs);
-    let mut bound: HashMap<Versionstamp, usize> = HashMap::new();
-    let mut taken = vec![false; ops.len()];
-    for (vs, seen) in &foreign {
-        let candidate = ops.iter().enumerate().position(|(i, op)| {
-            !taken[i]
-                && matches!(&op.kind, OpKind::Commit { outcome: Outcome::Unknown, mutations, .. }
-                if seen.iter().all(|&(k, v)| mutations.iter().any(|&(m, e)| m == k && match e {
-                    Effect::Set(x) => x == v,
-                    Effect::Sum(_) => true,
-                    Effect::Delete => false,
-                })))
-        });
-        match candidate {
-            Some(i) => {
-                taken[i] = true;
-                bound.insert(*vs, i);
-            }
-            None => out.push(violation(
-                ViolationKind::UnknownVersionstamp,
-                format!("reads returned versionstamp {vs} with {seen:?}, which no commit wrote"),
-            )),
-        }
+    let Revealed {
+        bound,
+        taken,
+        unexplained,
+    } = bind_revealed(ops, &by_vs);
+    for (vs, seen) in unexplained {
+        out.push(violation(
+            ViolationKind::UnknownVersionstamp,
+            format!("reads returned versionstamp {vs} with {seen:?}, which no commit wrote"),
+        ));
     }
 
     // Version chains per key; keys that an unrevealed unknown commit touched
@@ -215,7 +184,7 @@ pub(crate) fn check(history: &History) -> Vec<Violation> {
     // completed before it and before every commit invoked after it, and
     // returns exactly what replaying the chain up to that snapshot gives.
     for (i, op) in ops.iter().enumerate() {
-        let OpKind::Read { keys, results } = &op.kind else {
+        let OpKind::Read { keys, results, .. } = &op.kind else {
             continue;
         };
         let mut spans: Vec<Vec<Span>> = Vec::with_capacity(keys.len());
@@ -236,8 +205,13 @@ pub(crate) fn check(history: &History) -> Vec<Violation> {
         if spans.len() < keys.len() {
             continue;
         }
-        let floor = completed_before(op.call).map(|(vs, _)| vs);
-        let ceiling = op.ret.and_then(invoked_after);
+        // A read that may lag still comes from one snapshot, only not
+        // necessarily a recent one.
+        let strict = op.is_strict_read(history);
+        let floor = completed_before(op.call)
+            .map(|(vs, _)| vs)
+            .filter(|_| strict);
+        let ceiling = op.ret.and_then(invoked_after).filter(|_| strict);
         let window = Span {
             lo: floor,
             hi: ceiling,
@@ -275,6 +249,78 @@ pub(crate) fn check(history: &History) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// Unknown-outcome commits that reads revealed.
+pub(crate) struct Revealed {
+    /// Each revealed versionstamp and the unknown commit bound to it.
+    pub(crate) bound: HashMap<Versionstamp, usize>,
+    /// Per operation: whether it is an unknown commit bound to a versionstamp.
+    pub(crate) taken: Vec<bool>,
+    /// Versionstamps reads returned that no commit explains, with the
+    /// `(key, value)` pairs seen at them.
+    pub(crate) unexplained: Vec<(Versionstamp, Vec<(KeyId, u64)>)>,
+}
+
+/// Binds every versionstamp that reads returned but no known commit got
+/// (`by_vs`) to an unknown-outcome commit that wrote exactly what was seen
+/// at it: such a commit applied, with that versionstamp.
+pub(crate) fn bind_revealed(ops: &[Operation], by_vs: &HashMap<Versionstamp, usize>) -> Revealed {
+    let mut foreign: HashMap<Versionstamp, Vec<(KeyId, u64)>> = HashMap::new();
+    for op in ops {
+        if let OpKind::Read { keys, results, .. } = &op.kind {
+            for (k, r) in keys.iter().zip(results) {
+                if let Some(o) = r
+                    && !by_vs.contains_key(&o.versionstamp)
+                {
+                    let seen = foreign.entry(o.versionstamp).or_default();
+                    if !seen.contains(&(*k, o.value)) {
+                        seen.push((*k, o.value));
+                    }
+                }
+            }
+        }
+    }
+    let mut foreign: Vec<_> = foreign.into_iter().collect();
+    foreign.sort_unstable_by_key(|(vs, _)| *vs);
+    let mut revealed = Revealed {
+        bound: HashMap::new(),
+        taken: vec![false; ops.len()],
+        unexplained: Vec::new(),
+    };
+    for (vs, seen) in foreign {
+        let candidate = ops.iter().enumerate().position(|(i, op)| {
+            !revealed.taken[i]
+                && matches!(&op.kind, OpKind::Commit { outcome: Outcome::Unknown, mutations, .. }
+                if seen.iter().all(|&(k, v)| mutations.iter().any(|&(m, e)| m == k && match e {
+                    Effect::Set(x) => x == v,
+                    Effect::Sum(_) => true,
+                    Effect::Delete => false,
+                })))
+        });
+        match candidate {
+            Some(i) => {
+                revealed.taken[i] = true;
+                revealed.bound.insert(vs, i);
+            }
+            None => revealed.unexplained.push((vs, seen)),
+        }
+    }
+    revealed
+}
+
+/// Known commits by versionstamp: the committed ones, then the unknown ones
+/// that reads revealed. (A duplicate versionstamp keeps the later commit;
+/// [`check`] reports it.)
+pub(crate) fn commits_by_versionstamp(ops: &[Operation]) -> HashMap<Versionstamp, usize> {
+    let mut by_vs: HashMap<Versionstamp, usize> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| Some((op.committed()?, i)))
+        .collect();
+    let revealed = bind_revealed(ops, &by_vs);
+    by_vs.extend(revealed.bound);
+    by_vs
 }
 
 /// The snapshots at which key `k` reads as `read` (`(versionstamp, value)`
@@ -340,7 +386,7 @@ fn replay(chain: &[Version]) -> Option<u64> {
 /// The sum of the balances a read of every account saw, when it saw them
 /// all present.
 fn bank_sum(op: &Operation, accounts: &[KeyId]) -> Option<u64> {
-    let OpKind::Read { keys, results } = &op.kind else {
+    let OpKind::Read { keys, results, .. } = &op.kind else {
         return None;
     };
     if keys.len() != accounts.len() || !accounts.iter().all(|a| keys.contains(a)) {

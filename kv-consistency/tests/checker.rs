@@ -66,6 +66,7 @@ fn read(
                     })
                 })
                 .collect(),
+            eventual: false,
         },
     }
 }
@@ -288,6 +289,7 @@ fn bank(ops: Vec<Operation>) -> History {
         ops,
         accounts: vec![10, 11],
         bank_total: 200,
+        ..History::default()
     }
 }
 
@@ -417,4 +419,135 @@ fn unknown_write_may_apply_late_or_never() -> Result<(), String> {
         ]),
         &[ViolationKind::NotLinearizable],
     )
+}
+
+// The dependency-graph check. Keys 20 and 21 are the cycle workload's `x`
+// and `y`; every transaction checks what it read.
+
+const X: KeyId = 20;
+const Y: KeyId = 21;
+
+/// A committed transaction: `reads` are its checks, `writes` its sets.
+fn txn(
+    client: u32,
+    call: u64,
+    ret: u64,
+    reads: &[(KeyId, Option<u64>)],
+    writes: &[(KeyId, u64)],
+    at: u64,
+) -> Operation {
+    commit(
+        client,
+        call,
+        Some(ret),
+        reads.iter().map(|&(k, v)| (k, v.map(vs))).collect(),
+        writes.iter().map(|&(k, v)| (k, Effect::Set(v))).collect(),
+        Outcome::Committed(vs(at)),
+    )
+}
+
+#[test]
+fn write_skew_is_a_g2_cycle() -> Result<(), String> {
+    // Both read x and y absent, each writes one of them: serializable
+    // either way round only if one saw the other's write.
+    assert_rejected(
+        &history(vec![
+            txn(0, 0, 5, &[(X, None), (Y, None)], &[(X, 1)], 1),
+            txn(1, 0, 5, &[(X, None), (Y, None)], &[(Y, 2)], 2),
+        ]),
+        &[ViolationKind::CycleG2],
+    )
+}
+
+#[test]
+fn lost_update_is_a_g_single_cycle() -> Result<(), String> {
+    // Two read-modify-writes both saw version 1 and both committed.
+    assert_rejected(
+        &history(vec![
+            set(0, 0, 1, X, 10, 1),
+            txn(1, 2, 6, &[(X, Some(1))], &[(X, 11)], 2),
+            txn(2, 2, 6, &[(X, Some(1))], &[(X, 12)], 3),
+        ]),
+        &[ViolationKind::CycleGSingle],
+    )
+}
+
+#[test]
+fn circular_information_flow_is_a_g1c_cycle() -> Result<(), String> {
+    // Each transaction read the other's write.
+    assert_rejected(
+        &history(vec![
+            txn(0, 0, 5, &[(Y, Some(3))], &[(X, 1)], 2),
+            txn(1, 0, 5, &[(X, Some(2))], &[(Y, 1)], 3),
+        ]),
+        &[ViolationKind::CycleG1c],
+    )
+}
+
+#[test]
+fn read_skew_is_a_g_single_cycle() -> Result<(), String> {
+    // A read-only transaction saw x before and y after the same commit.
+    assert_rejected(
+        &history(vec![
+            commit(
+                0,
+                0,
+                Some(1),
+                vec![],
+                vec![(X, Effect::Set(1)), (Y, Effect::Set(1))],
+                Outcome::Committed(vs(1)),
+            ),
+            commit(
+                0,
+                2,
+                Some(5),
+                vec![],
+                vec![(X, Effect::Set(2)), (Y, Effect::Set(2))],
+                Outcome::Committed(vs(2)),
+            ),
+            read(1, 2, 5, &[X, Y], &[Some((1, 1)), Some((2, 2))]),
+        ]),
+        &[ViolationKind::CycleGSingle],
+    )
+}
+
+#[test]
+fn a_client_whose_later_write_is_ordered_first_is_a_g0_cycle() -> Result<(), String> {
+    // Client 0 finished writing 10 before it wrote 20, yet 20 got the
+    // smaller versionstamp: the version order contradicts client order.
+    assert_rejected(
+        &history(vec![set(0, 0, 1, X, 10, 2), set(0, 2, 3, X, 20, 1)]),
+        &[ViolationKind::CycleG0],
+    )
+}
+
+#[test]
+fn serializable_transactions_are_accepted() -> Result<(), String> {
+    // Transactions chained by what they read, read-only transactions
+    // between and during them, a transaction whose check failed, and an
+    // unknown one revealed by a read.
+    assert_accepted(&history(vec![
+        txn(0, 0, 1, &[(X, None), (Y, None)], &[(X, 1), (Y, 1)], 1),
+        read(1, 2, 6, &[X, Y], &[Some((1, 1)), Some((1, 1))]),
+        txn(0, 2, 5, &[(X, Some(1)), (Y, Some(1))], &[(X, 2)], 2),
+        read(1, 7, 8, &[X, Y], &[Some((2, 2)), Some((1, 1))]),
+        commit(
+            2,
+            7,
+            Some(8),
+            vec![(X, Some(vs(1)))],
+            vec![(Y, Effect::Set(9))],
+            Outcome::CheckFailed,
+        ),
+        txn(2, 9, 10, &[(X, Some(2)), (Y, Some(1))], &[(Y, 3)], 3),
+        commit(
+            3,
+            11,
+            None,
+            vec![(X, Some(vs(2))), (Y, Some(vs(3)))],
+            vec![(X, Effect::Set(4))],
+            Outcome::Unknown,
+        ),
+        read(1, 12, 13, &[X, Y], &[Some((4, 4)), Some((3, 3))]),
+    ]))
 }

@@ -144,6 +144,42 @@ impl Backend for LostWrites {
     }
 }
 
+/// Planted bug: a commit evaluates only its first check (and takes a
+/// moment first, so that concurrent transactions overlap).
+#[derive(Debug, Default)]
+struct FirstCheckOnly {
+    inner: MemoryBackend,
+}
+
+#[async_trait]
+impl Backend for FirstCheckOnly {
+    fn name(&self) -> &str {
+        "first-check-only"
+    }
+
+    async fn snapshot_read(
+        &self,
+        ranges: Vec<ReadRange>,
+        consistency: Consistency,
+    ) -> kv::Result<Vec<Vec<RawEntry>>> {
+        self.inner.snapshot_read(ranges, consistency).await
+    }
+
+    async fn atomic_write(&self, mut write: AtomicWrite) -> kv::Result<CommitOutcome> {
+        tokio::time::sleep(std::time::Duration::from_micros(300)).await;
+        write.checks.truncate(1);
+        self.inner.atomic_write(write).await
+    }
+
+    fn watch(&self, keys: Vec<Vec<u8>>) -> WatchStream {
+        self.inner.watch(keys)
+    }
+
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+}
+
 async fn violations_on(
     backend: Arc<dyn Backend>,
 ) -> Result<Vec<ViolationKind>, Box<dyn std::error::Error>> {
@@ -164,5 +200,17 @@ async fn stale_reads_are_caught() -> TestResult {
 async fn acknowledged_but_lost_writes_are_caught() -> TestResult {
     let found = violations_on(Arc::new(LostWrites::default())).await?;
     assert!(found.contains(&ViolationKind::NotLinearizable), "{found:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_checks_make_dependency_cycles() -> TestResult {
+    let found = violations_on(Arc::new(FirstCheckOnly::default())).await?;
+    assert!(
+        found
+            .iter()
+            .any(|k| matches!(k, ViolationKind::CycleG2 | ViolationKind::CycleGSingle)),
+        "{found:?}"
+    );
     Ok(())
 }
