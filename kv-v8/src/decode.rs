@@ -1,5 +1,7 @@
 //! The decoder: V8 `ValueSerializer` bytes to [`JsValue`].
 
+use std::sync::Arc;
+
 use num_bigint::{BigInt, Sign};
 
 use crate::tag;
@@ -38,6 +40,7 @@ pub fn decode(bytes: &[u8]) -> Result<JsValue> {
         depth: 0,
         slots_left: MAX_ARRAY_SLOTS,
         props: Vec::new(),
+        names: Vec::new(),
     };
     d.read_header()?;
     let value = d.read_value()?;
@@ -51,6 +54,11 @@ pub fn decode(bytes: &[u8]) -> Result<JsValue> {
         });
     }
     Ok(value)
+}
+
+/// Latin-1 bytes (V8's one-byte strings) as a string.
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
 }
 
 /// What a wire object id (V8's numbering) stands for in the tree.
@@ -79,9 +87,16 @@ struct Decoder<'a> {
     slots_left: usize,
     /// Properties of the objects being read (see `read_properties`).
     props: Vec<(PropertyKey, JsValue)>,
+    /// ASCII property names seen so far, shared by every later use.
+    names: Vec<Arc<str>>,
 }
 
-impl Decoder<'_> {
+/// How many distinct names `Decoder::names` keeps: a linear scan of a few
+/// dozen short names is cheaper than hashing, and a value with more distinct
+/// names than this is rarely made of repeated records.
+const MAX_SHARED_NAMES: usize = 32;
+
+impl<'a> Decoder<'a> {
     fn read_header(&mut self) -> Result<()> {
         if self.input.first() != Some(&tag::VERSION) {
             return Err(Error::MissingHeader);
@@ -107,18 +122,25 @@ impl Decoder<'_> {
         Ok(b)
     }
 
-    fn read_bytes(&mut self, len: usize) -> Result<&[u8]> {
+    fn read_bytes(&mut self, len: usize) -> Result<&'a [u8]> {
+        let input = self.input;
         let end = self
             .pos
             .checked_add(len)
             .filter(|&e| e <= self.input.len())
             .ok_or_else(|| self.end())?;
-        let bytes = &self.input[self.pos..end];
         self.pos = end;
-        Ok(bytes)
+        Ok(&input[end - len..end])
     }
 
     fn read_varint(&mut self) -> Result<u64> {
+        // Most varints (lengths, small numbers) are one byte.
+        if let Some(&b) = self.input.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
         let start = self.pos;
         let mut value: u64 = 0;
         let mut shift = 0u32;
@@ -306,16 +328,10 @@ impl Decoder<'_> {
         let len = self.read_len()?;
         let bytes = self.read_bytes(len)?;
         Ok(match t {
-            tag::ONE_BYTE_STRING => {
-                if bytes.is_ascii() {
-                    // ASCII is UTF-8, so this cannot fail; Latin-1 is the
-                    // fallback all the same.
-                    String::from_utf8(bytes.to_vec())
-                        .unwrap_or_else(|e| e.into_bytes().into_iter().map(char::from).collect())
-                } else {
-                    bytes.iter().map(|&b| char::from(b)).collect()
-                }
-            }
+            tag::ONE_BYTE_STRING => match std::str::from_utf8(bytes) {
+                Ok(s) if s.is_ascii() => s.to_owned(),
+                _ => latin1(bytes),
+            },
             tag::TWO_BYTE_STRING => {
                 if len % 2 != 0 {
                     return Err(Error::malformed(at, "two-byte string has an odd length"));
@@ -352,14 +368,13 @@ impl Decoder<'_> {
         let at = self.pos;
         self.pos += 1;
         Ok(match t {
-            tag::ONE_BYTE_STRING | tag::TWO_BYTE_STRING | tag::UTF8_STRING => {
-                PropertyKey::new(self.read_string_body(t)?)
-            }
+            tag::ONE_BYTE_STRING => self.read_name()?,
+            tag::TWO_BYTE_STRING | tag::UTF8_STRING => PropertyKey::new(self.read_string_body(t)?),
             tag::INT32 => {
                 let n = self.read_zigzag()?;
                 match u32::try_from(n) {
                     Ok(i) => PropertyKey::Index(i),
-                    Err(_) => PropertyKey::String(n.to_string()),
+                    Err(_) => PropertyKey::String(n.to_string().into()),
                 }
             }
             tag::UINT32 => PropertyKey::from(self.read_u32()?),
@@ -371,6 +386,36 @@ impl Decoder<'_> {
                 ));
             }
         })
+    }
+
+    /// A one-byte string property name, shared with earlier uses of it.
+    fn read_name(&mut self) -> Result<PropertyKey> {
+        let len = self.read_len()?;
+        let bytes = self.read_bytes(len)?;
+        // Names differ mostly in length or first byte: check those before
+        // comparing whole names.
+        let first = bytes.first().copied();
+        if let Some(name) = self.names.iter().find(|n| {
+            n.len() == bytes.len()
+                && n.as_bytes().first().copied() == first
+                && n.as_bytes() == bytes
+        }) {
+            return Ok(PropertyKey::String(name.clone()));
+        }
+        let Ok(name) = std::str::from_utf8(bytes) else {
+            return Ok(PropertyKey::new(latin1(bytes)));
+        };
+        if !name.is_ascii() {
+            return Ok(PropertyKey::new(latin1(bytes)));
+        }
+        if crate::value::parse_index(name).is_some() {
+            return Ok(PropertyKey::new(name));
+        }
+        let name: Arc<str> = name.into();
+        if self.names.len() < MAX_SHARED_NAMES {
+            self.names.push(name.clone());
+        }
+        Ok(PropertyKey::String(name))
     }
 
     /// Reads key/value pairs up to and including `end`. With `items`, index

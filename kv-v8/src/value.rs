@@ -1,6 +1,7 @@
 //! The dynamic value model: [`JsValue`] and the types it is built from.
 
 use std::fmt;
+use std::sync::Arc;
 
 use num_bigint::BigInt;
 
@@ -102,12 +103,16 @@ impl JsArray {
 /// JavaScript treats the string `"3"` and the index `3` as the same property
 /// name; [`PropertyKey::from`] turns canonical index strings into `Index`,
 /// so each name has one representation.
+///
+/// Names are shared (`Arc<str>`): the decoder gives every occurrence of a
+/// name in one value the same allocation, as V8 internalizes them, so an
+/// array of a thousand records holds each field name once.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PropertyKey {
     /// An array index, `0 ..= 2^32 - 2`.
     Index(u32),
     /// Any other name.
-    String(String),
+    String(Arc<str>),
 }
 
 /// The largest array index (`2^32 - 2`).
@@ -115,11 +120,11 @@ pub(crate) const MAX_INDEX: u32 = u32::MAX - 1;
 
 impl PropertyKey {
     /// The canonical key for a property name.
-    pub fn new(name: impl Into<String>) -> Self {
-        let name = name.into();
-        match parse_index(&name) {
+    pub fn new(name: impl AsRef<str>) -> Self {
+        let name = name.as_ref();
+        match parse_index(name) {
             Some(i) => PropertyKey::Index(i),
-            None => PropertyKey::String(name),
+            None => PropertyKey::String(name.into()),
         }
     }
 
@@ -130,7 +135,7 @@ impl PropertyKey {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             return PropertyKey::Index(n as u32);
         }
-        PropertyKey::String(crate::display::number_to_string(n))
+        PropertyKey::String(crate::display::number_to_string(n).into())
     }
 
     /// The property name as JavaScript spells it.
@@ -142,7 +147,7 @@ impl PropertyKey {
     }
 }
 
-fn parse_index(s: &str) -> Option<u32> {
+pub(crate) fn parse_index(s: &str) -> Option<u32> {
     let b = s.as_bytes();
     if !b.first().is_some_and(u8::is_ascii_digit) || b.len() > 10 || (b.len() > 1 && b[0] == b'0') {
         return None;
@@ -173,7 +178,7 @@ impl From<u32> for PropertyKey {
         if i <= MAX_INDEX {
             PropertyKey::Index(i)
         } else {
-            PropertyKey::String(i.to_string())
+            PropertyKey::String(i.to_string().into())
         }
     }
 }

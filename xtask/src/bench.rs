@@ -30,7 +30,7 @@ const WORKLOADS: &[(&str, &str, &str, Option<f64>)] = &[
 ];
 
 const USAGE: &str = "usage: cargo xtask bench embedded [--workload NAME|all] [--only kv|deno] [--scale F] \
-     [--kv-backend sqlite|memory]";
+     [--kv-backend sqlite|memory] | bench server [--scale F] | bench queue [--scale F] | bench v8 [--scale F]";
 
 /// One workload's result from one driver.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,6 +82,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
         Some("embedded") => embedded(sh, &args[1..]),
         Some("server") => crate::bench_more::server(sh, &args[1..]),
         Some("queue") => crate::bench_more::queue(sh, &args[1..]),
+        Some("v8") => crate::bench_more::v8(sh, &args[1..]),
         _ => bail!("{USAGE}"),
     }
 }

@@ -128,3 +128,42 @@ pub(crate) fn queue(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// kv-v8's encode/decode of a 1 KiB object beside V8's own (node:v8 in
+/// Deno) on the same bytes, with the ratio.
+pub(crate) fn v8(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    let scale = scale(args);
+    cmd!(sh, "cargo build --release -p kv-bench --bin kv-bench-v8").run()?;
+    let target = target_dir();
+    let scratch = target.join("bench").join("v8-scratch");
+    sh.create_dir(&scratch)?;
+    let input = scratch.join("object.v8");
+    let bin = target.join("release").join("kv-bench-v8");
+    let ours = cmd!(sh, "{bin} --scale {scale} --write {input}").read()?;
+    let deno = tools::ensure_deno(sh)?;
+    let script = project_root().join("bench").join("deno_v8.ts");
+    let theirs = cmd!(sh, "{deno} run -A {script} --input {input} --scale {scale}").read()?;
+    let rates = |text: &str| -> anyhow::Result<Vec<(String, f64)>> {
+        text.lines()
+            .map(|line| {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).with_context(|| format!("bad JSON line: {line}"))?;
+                let name = v["name"].as_str().context("`name` missing")?.to_owned();
+                Ok((
+                    name,
+                    v["mb_per_sec"].as_f64().context("`mb_per_sec` missing")?,
+                ))
+            })
+            .collect()
+    };
+    let (ours, theirs) = (rates(&ours)?, rates(&theirs)?);
+    println!("1 KiB object      kv-v8 MB/s   V8 (Deno) MB/s   kv/V8");
+    for (name, kv) in &ours {
+        let v8 = theirs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(f64::NAN, |(_, r)| *r);
+        println!("{name:<16} {kv:>11.0} {v8:>16.0} {:>7.2}", kv / v8);
+    }
+    Ok(())
+}

@@ -1,7 +1,7 @@
 //! kv-v8 integration tests: golden bytes, property tests, the serde mapping,
-//! round trips through the real Deno binary, and a throughput benchmark.
+//! round trips through the real Deno binary (throughput is
+//! `cargo xtask bench v8`).
 
-mod bench;
 mod codec;
 mod deno;
 mod props;
