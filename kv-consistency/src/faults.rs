@@ -1,14 +1,19 @@
 //! Faults while recording: a `kv serve` process killed with SIGKILL and
-//! restarted on the same file and port, and a TCP proxy in front of it that
-//! drops every open connection. Calls in flight during a fault fail or time
-//! out, and their commits get unknown outcomes.
+//! restarted on the same file and port, a TCP proxy in front of it that
+//! drops every open connection, and [`SlowBackend`], a slow disk. Calls in
+//! flight during a fault fail or time out, and their commits get unknown
+//! outcomes.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use kv::Backend;
+use kv::backend::{AtomicWrite, CommitOutcome, Consistency, RawEntry, ReadRange, WatchStream};
 use rand::Rng;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -185,6 +190,15 @@ pub struct FaultCounts {
     pub kills: usize,
     /// All connections dropped by the proxy.
     pub drops: usize,
+    /// Slow-disk stalls.
+    pub stalls: usize,
+}
+
+impl FaultCounts {
+    /// Every fault of every kind.
+    pub fn total(&self) -> usize {
+        self.kills + self.drops + self.stalls
+    }
 }
 
 /// Injects faults every 100–400 ms until `stop` resolves: a SIGKILL and
@@ -215,5 +229,124 @@ pub async fn inject(
             proxy.drop_connections();
             counts.drops += 1;
         }
+    }
+}
+
+/// A slow disk, simulated around a backend: reads and commits wait a
+/// random moment before and after the inner call (each side one time in
+/// four), and now and then stall for much longer. A stall after a commit widens the window between
+/// applying and acknowledging it, so the client's timeout fires on commits
+/// that did apply (unknown outcomes the checkers must place); a stall before
+/// one cancels it unapplied.
+#[derive(Debug)]
+pub struct SlowBackend {
+    inner: Arc<dyn Backend>,
+    max_delay: Duration,
+    stall: Duration,
+    /// Stalls per 1,000 calls, each before or after the inner call.
+    stalls_per_mille: u32,
+    rng: Mutex<rand::rngs::StdRng>,
+    stalls: AtomicUsize,
+}
+
+impl SlowBackend {
+    /// Delays of up to 2 ms on a quarter of the sides of calls, and stalls
+    /// of 200 ms on 1 call in 200.
+    pub fn new(inner: Arc<dyn Backend>, seed: u64) -> Self {
+        use rand::SeedableRng;
+        SlowBackend {
+            inner,
+            max_delay: Duration::from_millis(2),
+            stall: Duration::from_millis(200),
+            stalls_per_mille: 5,
+            rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
+            stalls: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits up to `max` on a quarter of the sides of calls.
+    pub fn with_max_delay(mut self, max: Duration) -> Self {
+        self.max_delay = max;
+        self
+    }
+
+    /// Stalls for `stall` on `per_mille` calls in 1,000.
+    pub fn with_stalls(mut self, stall: Duration, per_mille: u32) -> Self {
+        self.stall = stall;
+        self.stalls_per_mille = per_mille;
+        self
+    }
+
+    /// How many stalls were injected so far.
+    pub fn stalls(&self) -> usize {
+        self.stalls.load(Ordering::Relaxed)
+    }
+
+    /// The waits before and after one call.
+    fn delays(&self) -> (Duration, Duration) {
+        let mut rng = self.rng.lock().expect("the rng's lock is never poisoned");
+        let max = u64::try_from(self.max_delay.as_micros()).unwrap_or(u64::MAX);
+        // Most calls go straight through: a timer sleeps at least a
+        // millisecond, and a delay on every call would make the run slow
+        // without making it any more varied.
+        let mut delay = || {
+            if rng.gen_ratio(1, 4) {
+                Duration::from_micros(rng.gen_range(0..=max))
+            } else {
+                Duration::ZERO
+            }
+        };
+        let (mut before, mut after) = (delay(), delay());
+        if rng.gen_ratio(self.stalls_per_mille.min(1000), 1000) {
+            self.stalls.fetch_add(1, Ordering::Relaxed);
+            if rng.gen_bool(0.5) {
+                before += self.stall;
+            } else {
+                after += self.stall;
+            }
+        }
+        (before, after)
+    }
+}
+
+async fn pause(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl Backend for SlowBackend {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn snapshot_read(
+        &self,
+        ranges: Vec<ReadRange>,
+        consistency: Consistency,
+    ) -> kv::Result<Vec<Vec<RawEntry>>> {
+        let (before, after) = self.delays();
+        pause(before).await;
+        let result = self.inner.snapshot_read(ranges, consistency).await;
+        pause(after).await;
+        result
+    }
+
+    async fn atomic_write(&self, write: AtomicWrite) -> kv::Result<CommitOutcome> {
+        let (before, after) = self.delays();
+        pause(before).await;
+        let result = self.inner.atomic_write(write).await;
+        pause(after).await;
+        result
+    }
+
+    fn watch(&self, keys: Vec<Vec<u8>>) -> WatchStream {
+        self.inner.watch(keys)
+    }
+
+    async fn close(&self) {
+        self.inner.close().await;
     }
 }

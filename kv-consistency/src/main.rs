@@ -2,7 +2,8 @@
 //! checks them for linearizability and serializability.
 //!
 //! ```text
-//! kv-consistency [--backends memory,sqlite,redb,remote] [--histories 20]
+//! kv-consistency [--backends memory,sqlite,sqlite+slow,redb,remote] [--histories 20]
+//!                [--slow-histories N]
 //!                [--clients 8] [--ops 200] [--seed N] [--faults] [--kv-bin PATH]
 //! ```
 //!
@@ -20,7 +21,7 @@ use kv_consistency::recorder::Workload;
 use kv_consistency::run::{Target, run};
 
 const USAGE: &str = "usage: kv-consistency [--backends memory,sqlite,redb,remote] [--histories N] \
-[--clients N] [--ops N] [--seed N] [--faults|--no-faults] [--kv-bin PATH] [--show N]";
+[--slow-histories N] [--clients N] [--ops N] [--seed N] [--faults|--no-faults] [--kv-bin PATH] [--show N]";
 
 struct Args {
     backends: Vec<String>,
@@ -28,6 +29,7 @@ struct Args {
     clients: usize,
     ops: usize,
     seed: u64,
+    slow_histories: Option<usize>,
     faults: bool,
     kv_bin: PathBuf,
     show: usize,
@@ -46,6 +48,7 @@ fn parse() -> anyhow::Result<Args> {
         clients: 8,
         ops: 200,
         seed: 0,
+        slow_histories: None,
         faults: false,
         kv_bin: root.join("target/release/kv"),
         show: 5,
@@ -59,6 +62,7 @@ fn parse() -> anyhow::Result<Args> {
         match arg.as_str() {
             "--backends" => args.backends = value()?.split(',').map(String::from).collect(),
             "--histories" => args.histories = value()?.parse()?,
+            "--slow-histories" => args.slow_histories = Some(value()?.parse()?),
             "--clients" => args.clients = value()?.parse()?,
             "--ops" => args.ops = value()?.parse()?,
             "--seed" => args.seed = value()?.parse()?,
@@ -84,9 +88,10 @@ async fn main() -> anyhow::Result<()> {
         targets.push(match name.as_str() {
             "memory" => Target::Memory,
             "sqlite" => Target::Sqlite,
+            "sqlite+slow" => Target::SlowSqlite,
             "redb" => Target::Redb,
             "remote" => Target::Remote,
-            other => bail!("unknown backend {other:?} (memory, sqlite, redb, remote)"),
+            other => bail!("unknown backend {other:?} (memory, sqlite, sqlite+slow, redb, remote)"),
         });
     }
     if args.faults {
@@ -107,7 +112,11 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut total = 0;
     for target in &targets {
-        let summary = run(target, args.histories, args.clients, &workload)
+        let histories = match target {
+            Target::SlowSqlite => args.slow_histories.unwrap_or(args.histories),
+            _ => args.histories,
+        };
+        let summary = run(target, histories, args.clients, &workload)
             .await
             .with_context(|| format!("recording on {}", target.name()))?;
         println!(
@@ -116,14 +125,14 @@ async fn main() -> anyhow::Result<()> {
             summary.histories,
             summary.operations,
             summary.unknown,
-            summary.faults.kills + summary.faults.drops,
+            summary.faults.total(),
             summary.violations.len(),
             summary.elapsed.as_secs_f64()
         );
-        if summary.faults.kills + summary.faults.drops > 0 {
+        if summary.faults.total() > 0 {
             println!(
-                "{:<14} faults: {} kill -9 + restart, {} connection drops",
-                "", summary.faults.kills, summary.faults.drops
+                "{:<14} faults: {} kill -9 + restart, {} connection drops, {} slow-disk stalls",
+                "", summary.faults.kills, summary.faults.drops, summary.faults.stalls
             );
         }
         for v in summary.violations.iter().take(args.show) {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use kv::{Backend, Kv};
 
-use crate::faults::{FaultCounts, KvServe, Proxy};
+use crate::faults::{FaultCounts, KvServe, Proxy, SlowBackend};
 use crate::history::{OpKind, Outcome};
 use crate::recorder::{Workload, record};
 use crate::{ConsistencyError, Violation, check};
@@ -21,6 +21,10 @@ pub enum Target {
     Memory,
     /// A SQLite file.
     Sqlite,
+    /// A SQLite file behind [`SlowBackend`](crate::faults::SlowBackend):
+    /// random delays around every call and stalls longer than the clients'
+    /// timeout.
+    SlowSqlite,
     /// A redb file.
     Redb,
     /// kv's KV Connect server in this process over SQLite, one
@@ -38,6 +42,7 @@ impl Target {
         match self {
             Target::Memory => "memory",
             Target::Sqlite => "sqlite",
+            Target::SlowSqlite => "sqlite+slow",
             Target::Redb => "redb",
             Target::Remote => "remote",
             Target::ServeFaults(_) => "serve+faults",
@@ -92,6 +97,15 @@ pub async fn run(
                 );
                 embedded(&url, clients, &workload).await?
             }
+            Target::SlowSqlite => {
+                let url = format!(
+                    "sqlite:{}",
+                    dir.path().join(format!("{h}.sqlite3")).display()
+                );
+                let (history, stalls) = slow(&url, clients, &workload).await?;
+                summary.faults.stalls += stalls;
+                history
+            }
             Target::Redb => {
                 let url = format!("redb:{}", dir.path().join(format!("{h}.redb")).display());
                 embedded(&url, clients, &workload).await?
@@ -145,6 +159,22 @@ async fn embedded(
     let history = record(vec![kv.clone(); clients], workload).await?;
     kv.close().await;
     Ok(history)
+}
+
+/// Stalls last 200 ms and clients give up after 100 ms, so a stall after a
+/// commit leaves an applied commit with an unknown outcome.
+async fn slow(
+    url: &str,
+    clients: usize,
+    workload: &Workload,
+) -> Result<(crate::History, usize), ConsistencyError> {
+    let storage = kv::open_backend(url).await?;
+    let backend = Arc::new(SlowBackend::new(storage, workload.seed));
+    let kv = Kv::from_arc(backend.clone());
+    let workload = workload.clone().with_op_timeout(Duration::from_millis(150));
+    let history = record(vec![kv.clone(); clients], &workload).await?;
+    kv.close().await;
+    Ok((history, backend.stalls()))
 }
 
 async fn remote(

@@ -10,9 +10,10 @@ use kv::backend::{
     AtomicWrite, Backend, CommitOutcome, Consistency, RawEntry, ReadRange, WatchStream,
 };
 use kv::{Kv, MemoryBackend, Versionstamp};
+use kv_consistency::faults::SlowBackend;
 use kv_consistency::recorder::Workload;
 use kv_consistency::run::{Target, run};
-use kv_consistency::{ViolationKind, check, record};
+use kv_consistency::{OpKind, Outcome, ViolationKind, check, record};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -212,5 +213,38 @@ async fn ignored_checks_make_dependency_cycles() -> TestResult {
             .any(|k| matches!(k, ViolationKind::CycleG2 | ViolationKind::CycleGSingle)),
         "{found:?}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_disk_leaves_unknown_outcomes_that_check_out() -> TestResult {
+    // Stalls on a third of the calls, longer than the clients wait: commits
+    // time out before or after they apply.
+    let slow = Arc::new(
+        SlowBackend::new(Arc::new(MemoryBackend::new()), 7)
+            .with_stalls(std::time::Duration::from_millis(40), 300),
+    );
+    let kv = Kv::from_arc(slow.clone());
+    let workload = Workload::default()
+        .with_ops_per_client(40)
+        .with_op_timeout(std::time::Duration::from_millis(20));
+    let history = record(vec![kv; 4], &workload).await?;
+    let unknown = history
+        .ops
+        .iter()
+        .filter(|op| {
+            matches!(
+                op.kind,
+                OpKind::Commit {
+                    outcome: Outcome::Unknown,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(slow.stalls() > 10, "{} stalls", slow.stalls());
+    assert!(unknown > 0, "no commit timed out");
+    let violations = check(&history);
+    assert!(violations.is_empty(), "{violations:#?}");
     Ok(())
 }
