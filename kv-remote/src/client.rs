@@ -124,13 +124,69 @@ impl RemoteConfig {
 
 #[derive(Clone, Debug)]
 struct Metadata {
-    version: u64,
-    database_id: String,
-    token: String,
-    strong: url::Url,
-    eventual: Option<url::Url>,
+    /// The data-path URL of every call, indexed by `Call::index`: parsed
+    /// once here rather than on every request.
+    strong: Vec<reqwest::Url>,
+    /// The same for eventual reads, when the server offers an endpoint.
+    eventual: Option<Vec<reqwest::Url>>,
+    /// Authorization, content type and protocol headers of every call.
+    headers: reqwest::header::HeaderMap,
     fetched: Instant,
     expires: Option<Instant>,
+}
+
+/// A data-path call: the method and whether it touches the reserved key
+/// space (which goes to kv's `/x-kv/` extension endpoints).
+#[derive(Clone, Copy, Debug)]
+struct Call {
+    method: Method,
+    system: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Method {
+    SnapshotRead,
+    AtomicWrite,
+    Watch,
+}
+
+impl Call {
+    const ALL: [Call; 6] = [
+        Call::new(Method::SnapshotRead, false),
+        Call::new(Method::AtomicWrite, false),
+        Call::new(Method::Watch, false),
+        Call::new(Method::SnapshotRead, true),
+        Call::new(Method::AtomicWrite, true),
+        Call::new(Method::Watch, true),
+    ];
+
+    const fn new(method: Method, system: bool) -> Self {
+        Call { method, system }
+    }
+
+    fn index(self) -> usize {
+        self.method as usize + if self.system { 3 } else { 0 }
+    }
+
+    fn path(self) -> &'static str {
+        match (self.method, self.system) {
+            (Method::SnapshotRead, false) => "snapshot_read",
+            (Method::AtomicWrite, false) => "atomic_write",
+            (Method::Watch, false) => "watch",
+            (Method::SnapshotRead, true) => "x-kv/snapshot_read",
+            (Method::AtomicWrite, true) => "x-kv/atomic_write",
+            (Method::Watch, true) => "x-kv/watch",
+        }
+    }
+}
+
+/// Every call's URL under one endpoint base.
+fn call_urls(base: &url::Url) -> std::result::Result<Vec<reqwest::Url>, url::ParseError> {
+    let base = base.as_str().trim_end_matches('/');
+    Call::ALL
+        .iter()
+        .map(|c| reqwest::Url::parse(&format!("{base}/{}", c.path())))
+        .collect()
 }
 
 #[derive(Debug)]
@@ -138,7 +194,7 @@ struct Inner {
     config: RemoteConfig,
     url: url::Url,
     http: reqwest::Client,
-    metadata: Mutex<Option<Metadata>>,
+    metadata: Mutex<Option<Arc<Metadata>>>,
     closed: AtomicBool,
     close_signal: tokio::sync::watch::Sender<bool>,
 }
@@ -166,6 +222,32 @@ struct MetadataJson {
 struct EndpointJson {
     url: String,
     consistency: String,
+}
+
+/// The headers of every data-path call for this metadata.
+fn data_headers(
+    version: u64,
+    database_id: &str,
+    token: &str,
+) -> std::result::Result<reqwest::header::HeaderMap, String> {
+    use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+    let value =
+        |v: &str| HeaderValue::from_str(v).map_err(|_| format!("{v:?} cannot be sent in a header"));
+    let mut headers = HeaderMap::new();
+    let mut auth = value(&format!("Bearer {token}"))?;
+    auth.set_sensitive(true);
+    headers.insert(AUTHORIZATION, auth);
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-protobuf"),
+    );
+    if version == 1 {
+        headers.insert("x-transaction-domain-id", value(database_id)?);
+    } else {
+        headers.insert("x-denokv-database-id", value(database_id)?);
+        headers.insert("x-denokv-version", HeaderValue::from(version));
+    }
+    Ok(headers)
 }
 
 fn unavailable(message: String) -> Error {
@@ -265,22 +347,28 @@ impl Inner {
             }
         }
         let strong = strong.ok_or_else(|| bad("no strong consistency endpoint".into()))?;
+        let invalid = |e: url::ParseError| bad(format!("invalid endpoint URL: {e}"));
+        let strong = call_urls(&strong).map_err(invalid)?;
+        let eventual = eventual
+            .as_ref()
+            .map(call_urls)
+            .transpose()
+            .map_err(invalid)?;
+        let headers = data_headers(m.version, &m.database_id, &m.token).map_err(bad)?;
         let expires = chrono::DateTime::parse_from_rfc3339(&m.expires_at)
             .ok()
             .map(|t| t.timestamp_millis() - chrono::Utc::now().timestamp_millis())
             .map(|ms| Instant::now() + Duration::from_millis(ms.max(0) as u64));
         Ok(Metadata {
-            version: m.version,
-            database_id: m.database_id,
-            token: m.token,
             strong,
             eventual,
+            headers,
             fetched: Instant::now(),
             expires,
         })
     }
 
-    async fn metadata(&self, force: bool) -> Result<Metadata> {
+    async fn metadata(&self, force: bool) -> Result<Arc<Metadata>> {
         let mut cached = self.metadata.lock().await;
         if let Some(m) = cached.as_ref() {
             let fresh = m.fetched.elapsed() < METADATA_REFRESH
@@ -290,51 +378,47 @@ impl Inner {
                 return Ok(m.clone());
             }
         }
-        let m = self.fetch_metadata().await?;
+        let m = Arc::new(self.fetch_metadata().await?);
         *cached = Some(m.clone());
         Ok(m)
     }
 
-    fn endpoint(m: &Metadata, method: &str, consistency: Consistency) -> String {
-        let base = match consistency {
+    fn endpoint(m: &Metadata, call: Call, consistency: Consistency) -> &reqwest::Url {
+        let urls = match consistency {
             Consistency::Eventual => m.eventual.as_ref().unwrap_or(&m.strong),
             Consistency::Strong => &m.strong,
         };
-        format!("{}/{method}", base.as_str().trim_end_matches('/'))
+        &urls[call.index()]
     }
 
-    fn request(&self, m: &Metadata, url: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
-        let mut req = self
-            .http
-            .post(url)
-            .bearer_auth(&m.token)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
-            .body(body);
-        if m.version == 1 {
-            req = req.header("x-transaction-domain-id", &m.database_id);
-        } else {
-            req = req
-                .header("x-denokv-database-id", &m.database_id)
-                .header("x-denokv-version", m.version.to_string());
-        }
-        req
+    fn request(
+        &self,
+        m: &Metadata,
+        url: &reqwest::Url,
+        body: bytes::Bytes,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .post(url.clone())
+            .headers(m.headers.clone())
+            .body(body)
     }
 
     /// One data-path call with retries; returns the 200 body.
     async fn call(
         &self,
-        method: &str,
+        call: Call,
         consistency: Consistency,
         body: Vec<u8>,
     ) -> Result<bytes::Bytes> {
+        let body = bytes::Bytes::from(body);
         let mut attempt = 0;
         let mut refreshed = false;
         loop {
             self.check_open()?;
             let m = self.metadata(false).await?;
-            let url = Self::endpoint(&m, method, consistency);
+            let url = Self::endpoint(&m, call, consistency);
             let sent = self
-                .request(&m, &url, body.clone())
+                .request(&m, url, body.clone())
                 .timeout(self.config.timeout)
                 .send()
                 .await;
@@ -353,7 +437,7 @@ impl Inner {
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned);
                     let text = r.text().await.unwrap_or_default();
-                    let err = from_response(status, kind.as_deref(), text, &url);
+                    let err = from_response(status, kind.as_deref(), text, url.as_str());
                     if matches!(status.as_u16(), 401 | 403) && !refreshed {
                         // The data-path token may have been rotated.
                         refreshed = true;
@@ -391,13 +475,9 @@ impl Backend for RemoteBackend {
         let system = ranges
             .iter()
             .any(|r| is_system_key(&r.start) || r.end.as_slice() > [SYSTEM_PREFIX].as_slice());
-        let method = if system {
-            "x-kv/snapshot_read"
-        } else {
-            "snapshot_read"
-        };
+        let call = Call::new(Method::SnapshotRead, system);
         let body = convert::read_to_proto(ranges).encode_to_vec();
-        let out = self.inner.call(method, consistency, body).await?;
+        let out = self.inner.call(call, consistency, body).await?;
         let out = proto::SnapshotReadOutput::decode(out).map_err(|e| {
             Error::InvalidValue(format!("KV Connect failed to decode response: {e}"))
         })?;
@@ -407,13 +487,9 @@ impl Backend for RemoteBackend {
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
         let system = write.checks.iter().any(|c| is_system_key(&c.key))
             || write.mutations.iter().any(|m| is_system_key(&m.key));
-        let method = if system {
-            "x-kv/atomic_write"
-        } else {
-            "atomic_write"
-        };
+        let call = Call::new(Method::AtomicWrite, system);
         let body = convert::write_to_proto(write).encode_to_vec();
-        let out = self.inner.call(method, Consistency::Strong, body).await?;
+        let out = self.inner.call(call, Consistency::Strong, body).await?;
         let out = proto::AtomicWriteOutput::decode(out).map_err(|e| {
             Error::InvalidValue(format!("KV Connect failed to decode response: {e}"))
         })?;
@@ -471,15 +547,11 @@ async fn watch_once(
 ) -> Result<()> {
     use futures::SinkExt;
     let m = inner.metadata(false).await?;
-    let method = if keys.iter().any(|k| is_system_key(k)) {
-        "x-kv/watch"
-    } else {
-        "watch"
-    };
-    let url = Inner::endpoint(&m, method, Consistency::Strong);
+    let call = Call::new(Method::Watch, keys.iter().any(|k| is_system_key(k)));
+    let url = Inner::endpoint(&m, call, Consistency::Strong);
     let body = convert::watch_to_proto(keys.to_vec()).encode_to_vec();
     let r = inner
-        .request(&m, &url, body)
+        .request(&m, url, body.into())
         .send()
         .await
         .map_err(|e| unavailable(format!("calling {url}: {e}")))?;
@@ -491,7 +563,7 @@ async fn watch_once(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let text = r.text().await.unwrap_or_default();
-        return Err(from_response(status, kind.as_deref(), text, &url));
+        return Err(from_response(status, kind.as_deref(), text, url.as_str()));
     }
     let mut body = r.bytes_stream();
     let mut buf: Vec<u8> = Vec::new();

@@ -3,6 +3,9 @@
 //! (`name`, `ops`, `secs`, `per_sec`, `p50_us`, `p99_us`, extra fields).
 //!
 //! kv-bench-server --url URL --token TOKEN [--server-pid PID] [--scale F]
+//!                 [--only NAME[,NAME..]]
+//!
+//! `--only` runs just the named workloads (for profiling one of them).
 
 #![allow(clippy::print_stdout)]
 
@@ -19,6 +22,15 @@ struct Args {
     token: String,
     server_pid: Option<u32>,
     scale: f64,
+    only: Option<Vec<String>>,
+}
+
+impl Args {
+    fn wants(&self, workload: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == workload))
+    }
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -27,6 +39,7 @@ fn parse_args() -> anyhow::Result<Args> {
         token: String::new(),
         server_pid: None,
         scale: 1.0,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -36,6 +49,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--token" => args.token = value()?,
             "--server-pid" => args.server_pid = Some(value()?.parse()?),
             "--scale" => args.scale = value()?.parse()?,
+            "--only" => args.only = Some(value()?.split(',').map(str::to_owned).collect()),
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -131,118 +145,133 @@ async fn main() -> anyhow::Result<()> {
     let kv = client(&args).await?;
 
     // Sequential set and get: one client, one request at a time.
-    let mut lat = Vec::new();
-    let t = Instant::now();
-    for i in 0..n(2000.0) {
-        let s = Instant::now();
-        kv.set(key!["rs-seq", i as u64], value()).await?;
-        lat.push(s.elapsed());
+    if args.wants("sequential_set") {
+        let mut lat = Vec::new();
+        let t = Instant::now();
+        for i in 0..n(2000.0) {
+            let s = Instant::now();
+            kv.set(key!["rs-seq", i as u64], value()).await?;
+            lat.push(s.elapsed());
+        }
+        report(
+            "sequential_set",
+            lat.len(),
+            t.elapsed().as_secs_f64(),
+            lat,
+            serde_json::json!({}),
+        );
     }
-    report(
-        "sequential_set",
-        lat.len(),
-        t.elapsed().as_secs_f64(),
-        lat,
-        serde_json::json!({}),
-    );
-    let mut lat = Vec::new();
-    let t = Instant::now();
-    for i in 0..n(5000.0) {
-        let s = Instant::now();
-        kv.get(key!["rs-seq", (i % n(2000.0)) as u64]).await?;
-        lat.push(s.elapsed());
+    if args.wants("sequential_get") {
+        let mut lat = Vec::new();
+        let t = Instant::now();
+        for i in 0..n(5000.0) {
+            let s = Instant::now();
+            kv.get(key!["rs-seq", (i % n(2000.0)) as u64]).await?;
+            lat.push(s.elapsed());
+        }
+        report(
+            "sequential_get",
+            lat.len(),
+            t.elapsed().as_secs_f64(),
+            lat,
+            serde_json::json!({}),
+        );
     }
-    report(
-        "sequential_get",
-        lat.len(),
-        t.elapsed().as_secs_f64(),
-        lat,
-        serde_json::json!({}),
-    );
 
     // 64 connections.
     let mut kvs = Vec::new();
     for _ in 0..64 {
         kvs.push(client(&args).await?);
     }
-    let (ops, s, lat) = concurrent(&kvs, secs, |kv, i, n| async move {
-        kv.set(key!["rs-w", i as u64, n], value()).await?;
-        Ok(())
-    })
-    .await?;
-    report(
-        "writers64",
-        ops,
-        s,
-        lat,
-        serde_json::json!({"goal_per_sec": 28000}),
-    );
-    let (ops, s, lat) = concurrent(&kvs, secs, |kv, i, n| async move {
-        kv.get(key!["rs-seq", (i as u64 * 31 + n) % 2000]).await?;
-        Ok(())
-    })
-    .await?;
-    report(
-        "readers64",
-        ops,
-        s,
-        lat,
-        serde_json::json!({"goal_per_sec": 30000}),
-    );
-    for chunk in 0..10u64 {
-        let mut op = kv.atomic();
-        for i in 0..100u64 {
-            op.set(key!["rs-list", chunk * 100 + i], value());
-        }
-        op.commit().await?;
+    if args.wants("writers64") {
+        let (ops, s, lat) = concurrent(&kvs, secs, |kv, i, n| async move {
+            kv.set(key!["rs-w", i as u64, n], value()).await?;
+            Ok(())
+        })
+        .await?;
+        report(
+            "writers64",
+            ops,
+            s,
+            lat,
+            serde_json::json!({"goal_per_sec": 28000}),
+        );
     }
-    let (ops, s, lat) = concurrent(&kvs, secs, |kv, _, _| async move {
-        let got = kv
-            .list(
-                Selector::prefix(key!["rs-list"]),
-                ListOptions::default().with_batch_size(1000),
-            )
-            .collect_all()
-            .await?;
-        anyhow::ensure!(got.len() == 1000);
-        Ok(())
-    })
-    .await?;
-    report(
-        "list1000_x64",
-        ops,
-        s,
-        lat,
-        serde_json::json!({"goal_per_sec": 5000}),
-    );
+    if args.wants("readers64") {
+        let (ops, s, lat) = concurrent(&kvs, secs, |kv, i, n| async move {
+            kv.get(key!["rs-seq", (i as u64 * 31 + n) % 2000]).await?;
+            Ok(())
+        })
+        .await?;
+        report(
+            "readers64",
+            ops,
+            s,
+            lat,
+            serde_json::json!({"goal_per_sec": 30000}),
+        );
+    }
+    if args.wants("list1000_x64") {
+        for chunk in 0..10u64 {
+            let mut op = kv.atomic();
+            for i in 0..100u64 {
+                op.set(key!["rs-list", chunk * 100 + i], value());
+            }
+            op.commit().await?;
+        }
+        let (ops, s, lat) = concurrent(&kvs, secs, |kv, _, _| async move {
+            let got = kv
+                .list(
+                    Selector::prefix(key!["rs-list"]),
+                    ListOptions::default().with_batch_size(1000),
+                )
+                .collect_all()
+                .await?;
+            anyhow::ensure!(got.len() == 1000);
+            Ok(())
+        })
+        .await?;
+        report(
+            "list1000_x64",
+            ops,
+            s,
+            lat,
+            serde_json::json!({"goal_per_sec": 5000}),
+        );
+    }
 
     // Watch notification latency: a second connection watches, the first writes.
-    let watcher = client(&args).await?;
-    let mut stream = Box::pin(watcher.watch(&[key!["watched"]])?);
-    stream.next().await.context("watch ended")??;
-    let mut lat = Vec::new();
-    let t = Instant::now();
-    for i in 0..n(200.0) {
-        let s = Instant::now();
-        let stamp = kv.set(key!["watched"], KvValue::U64(i as u64)).await?;
-        loop {
-            let snap = stream.next().await.context("watch ended")??;
-            if snap[0].as_ref().is_some_and(|e| e.versionstamp >= stamp) {
-                break;
+    if args.wants("watch_notify") {
+        let watcher = client(&args).await?;
+        let mut stream = Box::pin(watcher.watch(&[key!["watched"]])?);
+        stream.next().await.context("watch ended")??;
+        let mut lat = Vec::new();
+        let t = Instant::now();
+        for i in 0..n(200.0) {
+            let s = Instant::now();
+            let stamp = kv.set(key!["watched"], KvValue::U64(i as u64)).await?;
+            loop {
+                let snap = stream.next().await.context("watch ended")??;
+                if snap[0].as_ref().is_some_and(|e| e.versionstamp >= stamp) {
+                    break;
+                }
             }
+            lat.push(s.elapsed());
         }
-        lat.push(s.elapsed());
+        report(
+            "watch_notify",
+            lat.len(),
+            t.elapsed().as_secs_f64(),
+            lat,
+            serde_json::json!({"note": "set ack to notification, includes the set"}),
+        );
     }
-    report(
-        "watch_notify",
-        lat.len(),
-        t.elapsed().as_secs_f64(),
-        lat,
-        serde_json::json!({"note": "set ack to notification, includes the set"}),
-    );
 
     // Server memory with 256 open connections.
-    if let Some(pid) = args.server_pid {
+    if let Some(pid) = args
+        .server_pid
+        .filter(|_| args.wants("rss_256_connections"))
+    {
         let mut conns = kvs;
         for _ in 0..(256 - 64) {
             conns.push(client(&args).await?);
