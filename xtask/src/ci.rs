@@ -77,6 +77,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
         ),
         ("clients", Box::new(|| crate::clients::run(sh, &[]))),
         ("consistency", Box::new(|| crate::consistency::run(sh, &[]))),
+        ("fuzz", Box::new(|| crate::fuzz::run(sh, &[]))),
         ("deny", Box::new(|| step_deny(sh))),
     ];
 

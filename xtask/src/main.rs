@@ -19,6 +19,7 @@ mod clients;
 mod conformance;
 mod consistency;
 mod etcd;
+mod fuzz;
 mod tools;
 
 #[cfg(test)]
@@ -51,6 +52,9 @@ commands:
   clients                     real Deno, Node (@deno/kv) and Python (denokv) clients
                               against a real kv serve process
   crash                       kv-sqlite crash test, N rounds (env N, default 200)
+  fuzz [--seconds N] [TARGET..]
+                              libFuzzer on the V8 value and key decoders, N seconds per
+                              target (default 20; crashes land in target/fuzz/artifacts)
   tools                       install the pinned tools (Deno) into .tools/
 ";
 
@@ -69,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         Some("etcd") => etcd::run(&sh, rest).map(drop),
         Some("bench") => bench::run(&sh, rest),
         Some("crash") => crash(&sh, rest),
+        Some("fuzz") => fuzz::run(&sh, rest),
         Some("tools") => {
             let deno = tools::ensure_deno(&sh)?;
             println!("deno: {}", deno.display());
