@@ -1,6 +1,7 @@
-//! `cargo xtask fuzz [--seconds N] [TARGET..]`: coverage-guided fuzzing of
-//! the decoders that read untrusted bytes (`fuzz/fuzz_targets`), with
-//! libFuzzer.
+//! `cargo xtask fuzz [--seconds N] [TARGET..]`: coverage-guided fuzzing,
+//! with libFuzzer, of what reads untrusted bytes (`fuzz/fuzz_targets`): the
+//! V8 value decoder, the key decoder, and the KV Connect server's handling
+//! of request bodies (which must answer 2xx or 4xx, never 5xx or panic).
 //!
 //! The targets are built with LLVM's sanitizer-coverage instrumentation and
 //! no sanitizer, which stable Rust supports (cargo-fuzz's `--sanitizer
@@ -19,7 +20,7 @@ use xshell::{Shell, cmd};
 use crate::project_root;
 
 /// Every target, in the order they run.
-const TARGETS: &[&str] = &["v8_decode", "key_decode"];
+const TARGETS: &[&str] = &["v8_decode", "key_decode", "server_request"];
 
 /// Seconds each target runs when not told otherwise.
 pub(crate) const DEFAULT_SECONDS: u64 = 20;

@@ -53,7 +53,8 @@ commands:
                               against a real kv serve process
   crash                       kv-sqlite crash test, N rounds (env N, default 200)
   fuzz [--seconds N] [TARGET..]
-                              libFuzzer on the V8 value and key decoders, N seconds per
+                              libFuzzer on the V8 value and key decoders and the server's
+                              request handling, N seconds per
                               target (default 20; crashes land in target/fuzz/artifacts)
   tools                       install the pinned tools (Deno) into .tools/
 ";
