@@ -32,7 +32,7 @@ use std::fmt;
 use kv::Versionstamp;
 
 use crate::history::{Effect, History, KeyId, OpKind};
-use crate::serializability::commits_by_versionstamp;
+use crate::serializability::writers;
 use crate::{Violation, ViolationKind};
 
 /// Why one transaction must precede another.
@@ -99,7 +99,7 @@ pub(crate) fn check(history: &History) -> Vec<Violation> {
 
 fn build(history: &History) -> Graph {
     let ops = &history.ops;
-    let by_vs = commits_by_versionstamp(ops);
+    let (by_vs, anonymous) = writers(ops);
 
     // Nodes: applied commits and strict reads, in operation order.
     let mut node_of: HashMap<usize, usize> = HashMap::new();
@@ -116,13 +116,19 @@ fn build(history: &History) -> Graph {
         }
     }
 
-    // Version chains: per key, (versionstamp, writer node) by versionstamp.
-    let mut chains: HashMap<KeyId, Vec<(Versionstamp, usize)>> = HashMap::new();
+    // Version chains: per key, (versionstamp, writer node) by versionstamp;
+    // a version one of several unknown commits wrote has no writer node.
+    let mut chains: HashMap<KeyId, Vec<(Versionstamp, Option<usize>)>> = HashMap::new();
     for (&vs, &i) in &by_vs {
         if let OpKind::Commit { mutations, .. } = &ops[i].kind {
             for &(k, _) in mutations {
-                chains.entry(k).or_default().push((vs, node_of[&i]));
+                chains.entry(k).or_default().push((vs, Some(node_of[&i])));
             }
+        }
+    }
+    for (&vs, keys) in &anonymous {
+        for &k in keys {
+            chains.entry(k).or_default().push((vs, None));
         }
     }
     for chain in chains.values_mut() {
@@ -141,9 +147,12 @@ fn build(history: &History) -> Graph {
         .collect();
 
     let mut edges: HashSet<(usize, usize, Edge)> = HashSet::new();
+    // Versions without a writer node are skipped: the edges through them
+    // hold transitively between their known neighbours.
     for chain in chains.values() {
-        for w in chain.windows(2) {
-            edges.insert((w[0].1, w[1].1, Edge::Ww));
+        let named: Vec<usize> = chain.iter().filter_map(|(_, w)| *w).collect();
+        for w in named.windows(2) {
+            edges.insert((w[0], w[1], Edge::Ww));
         }
     }
     for (&i, &node) in &node_of {
@@ -159,20 +168,24 @@ fn build(history: &History) -> Graph {
             let Some(chain) = chains.get(&k) else {
                 continue;
             };
-            let next = match seen {
+            let later = match seen {
                 Some(vs) => {
                     // A version no commit explains is reported by the
                     // versionstamp checks; it adds no edge here.
                     let Ok(p) = chain.binary_search_by_key(&vs, |(v, _)| *v) else {
                         continue;
                     };
-                    edges.insert((chain[p].1, node, Edge::Wr));
-                    chain.get(p + 1)
+                    if let Some(writer) = chain[p].1 {
+                        edges.insert((writer, node, Edge::Wr));
+                    }
+                    &chain[p + 1..]
                 }
                 None if deleted.contains(&k) => continue,
-                None => chain.first(),
+                None => &chain[..],
             };
-            if let Some(&(_, writer)) = next {
+            // The next version's writer, or, when it has no node, the next
+            // named one (it follows that writer by `ww`).
+            if let Some(writer) = later.iter().find_map(|(_, w)| *w) {
                 edges.insert((node, writer, Edge::Rw));
             }
         }

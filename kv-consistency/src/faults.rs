@@ -192,12 +192,14 @@ pub struct FaultCounts {
     pub drops: usize,
     /// Slow-disk stalls.
     pub stalls: usize,
+    /// etcd leaders killed with SIGKILL (and restarted).
+    pub leader_kills: usize,
 }
 
 impl FaultCounts {
     /// Every fault of every kind.
     pub fn total(&self) -> usize {
-        self.kills + self.drops + self.stalls
+        self.kills + self.drops + self.stalls + self.leader_kills
     }
 }
 

@@ -26,17 +26,26 @@
 //!   killed with SIGKILL and restarted, and through a proxy that drops
 //!   connections.
 //!
+//! - [`staleness`] measures how far behind each read was (versions, and
+//!   time since the newer version was acknowledged); a stale strong read is
+//!   a violation.
+//!
 //! Eventual reads: the embedded backends (memory, SQLite, redb) and
-//! `kv serve` answer `Consistency::Eventual` reads from the primary, so they
-//! are never stale; this crate checks strong reads, which must never be.
+//! `kv serve` answer `Consistency::Eventual` reads from the primary, so
+//! they are checked exactly as strong reads; etcd serves them from any
+//! member, so there they are only measured
+//! ([`History::lagging_eventual_reads`]).
 
 mod cycles;
+pub mod etcd;
 pub mod faults;
 pub mod history;
 mod linearizability;
 pub mod recorder;
 pub mod run;
 mod serializability;
+pub mod staleness;
+pub mod wire;
 
 use std::fmt;
 
@@ -70,6 +79,9 @@ pub enum ViolationKind {
     StaleCheck,
     /// A snapshot of the accounts did not sum to the bank's total.
     BankInvariant,
+    /// A strong read (or an eventual one on a backend that serves them
+    /// from the primary) missed a version acknowledged before it began.
+    StaleRead,
     /// A dependency cycle of writes alone (`ww`, with client order): G0.
     CycleG0,
     /// A dependency cycle of writes and reads (`ww`, `wr`): G1c, circular
@@ -122,6 +134,7 @@ pub fn check(history: &History) -> Vec<Violation> {
     }
     out.extend(serializability::check(history));
     out.extend(cycles::check(history));
+    out.extend(staleness::measure(history).1);
     out
 }
 
@@ -143,4 +156,10 @@ pub enum ConsistencyError {
     /// `kv serve` did not start listening in time.
     #[error("kv serve did not start: {0}")]
     ServerStart(String),
+    /// Managing the etcd cluster failed.
+    #[error("etcd cluster: {0}")]
+    Etcd(String),
+    /// A client process failed or reported something other than operations.
+    #[error("client process: {0}")]
+    Client(String),
 }

@@ -1,7 +1,7 @@
 //! The history recorder: concurrent clients running a random workload.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kv::{CommitOutcome, Consistency, Key, Kv, KvEntry, KvValue, key};
 use rand::rngs::StdRng;
@@ -112,14 +112,38 @@ pub fn kv_key(id: KeyId) -> Key {
     key!["consistency", i64::from(id)]
 }
 
-/// Monotonic nanoseconds since the history began.
+/// The clock operations are timed by: `CLOCK_MONOTONIC` nanoseconds,
+/// minus an origin. Linux's monotonic clock is one clock for the whole
+/// system, so histories recorded by several processes with
+/// [`Clock::system`] merge without adjustment.
 #[derive(Clone, Copy, Debug)]
-struct Clock(Instant);
+pub struct Clock {
+    origin: u64,
+}
 
 impl Clock {
-    fn now(&self) -> u64 {
-        u64::try_from(self.0.elapsed().as_nanos()).expect("a history lasts less than 584 years")
+    /// The raw system clock (origin 0), shared by every process.
+    pub fn system() -> Self {
+        Clock { origin: 0 }
     }
+
+    /// A clock that reads 0 now (smaller numbers in one process's report).
+    pub fn starting_now() -> Self {
+        Clock {
+            origin: monotonic_ns(),
+        }
+    }
+
+    /// Nanoseconds since the origin.
+    pub fn now(&self) -> u64 {
+        monotonic_ns().saturating_sub(self.origin)
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let ns = i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec);
+    u64::try_from(ns).expect("the monotonic clock counts up from boot")
 }
 
 /// Records one history: opens the bank with one commit, then runs one
@@ -129,61 +153,119 @@ impl Clock {
 /// # Errors
 /// When the bank cannot be opened (before any client starts).
 pub async fn record(clients: Vec<Kv>, workload: &Workload) -> Result<History, ConsistencyError> {
-    let clock = Clock(Instant::now());
+    let clock = Clock::starting_now();
     let mut ops = Vec::new();
-    let accounts = workload.accounts();
-    if let Some(kv) = clients.first()
-        && !accounts.is_empty()
-    {
-        let call = clock.now();
-        let mut op = kv.atomic();
-        let mut mutations = Vec::new();
-        for &a in &accounts {
-            op.set(kv_key(a), KvValue::U64(workload.opening_balance));
-            mutations.push((a, Effect::Set(workload.opening_balance)));
-        }
-        let outcome = op.commit().await?;
-        ops.push(Operation {
-            client: u32::MAX,
-            call,
-            ret: Some(clock.now()),
-            kind: OpKind::Commit {
-                checks: Vec::new(),
-                mutations,
-                outcome: match outcome {
-                    CommitOutcome::Committed { versionstamp } => Outcome::Committed(versionstamp),
-                    CommitOutcome::CheckFailed => Outcome::CheckFailed,
-                },
-            },
-        });
+    if let Some(kv) = clients.first() {
+        ops.extend(open_bank(kv, workload, clock).await?);
     }
     let mut tasks = Vec::with_capacity(clients.len());
     for (id, kv) in clients.into_iter().enumerate() {
-        let client = Client {
-            id: u32::try_from(id).expect("fewer than 2^32 clients"),
-            kv,
-            clock,
-            workload: workload.clone(),
-            rng: StdRng::seed_from_u64(
-                workload
-                    .seed
-                    .wrapping_mul(0x9e37_79b9)
-                    .wrapping_add(id as u64),
-            ),
-            next_value: 0,
-            ops: Vec::new(),
-        };
-        tasks.push(tokio::spawn(client.run()));
+        let id = u32::try_from(id).expect("fewer than 2^32 clients");
+        tasks.push(tokio::spawn(run_client(kv, id, workload.clone(), clock)));
     }
     for task in tasks {
         ops.extend(task.await.expect("a client task does not panic"));
     }
     Ok(History {
         ops,
-        bank_total: workload.opening_balance * u64::from(workload.accounts),
-        accounts,
-        lagging_eventual_reads: workload.lagging_eventual_reads,
+        ..workload.empty_history()
     })
+}
+
+impl Workload {
+    /// A history of this workload with no operations yet.
+    pub fn empty_history(&self) -> History {
+        History {
+            ops: Vec::new(),
+            bank_total: self.opening_balance * u64::from(self.accounts),
+            accounts: self.accounts(),
+            lagging_eventual_reads: self.lagging_eventual_reads,
+        }
+    }
+}
+
+/// Opens the bank: one commit setting every account to its opening
+/// balance, recorded as operations of client `u32::MAX` (none when the
+/// workload has no accounts). Each attempt checks that the accounts are
+/// absent, so it can be retried after a fault: an attempt that failed (an
+/// unknown outcome) may have applied, and then the next one fails its
+/// check.
+///
+/// # Errors
+/// When 50 attempts, 100 ms apart, all fail: without a bank there is
+/// nothing to record.
+pub async fn open_bank(
+    kv: &Kv,
+    workload: &Workload,
+    clock: Clock,
+) -> Result<Vec<Operation>, ConsistencyError> {
+    let accounts = workload.accounts();
+    let mut ops = Vec::new();
+    if accounts.is_empty() {
+        return Ok(ops);
+    }
+    let checks: Vec<_> = accounts.iter().map(|&a| (a, None)).collect();
+    let mutations: Vec<_> = accounts
+        .iter()
+        .map(|&a| (a, Effect::Set(workload.opening_balance)))
+        .collect();
+    let mut attempts = 0;
+    loop {
+        let mut op = kv.atomic();
+        for &a in &accounts {
+            op.check(kv_key(a), None);
+            op.set(kv_key(a), KvValue::U64(workload.opening_balance));
+        }
+        let call = clock.now();
+        let result = op.commit().await;
+        let ret = clock.now();
+        let (outcome, ret) = match result {
+            Ok(CommitOutcome::Committed { versionstamp }) => {
+                (Outcome::Committed(versionstamp), Some(ret))
+            }
+            Ok(CommitOutcome::CheckFailed) => (Outcome::CheckFailed, Some(ret)),
+            Err(_) => (Outcome::Unknown, None),
+        };
+        ops.push(Operation {
+            client: u32::MAX,
+            call,
+            ret,
+            kind: OpKind::Commit {
+                checks: checks.clone(),
+                mutations: mutations.clone(),
+                outcome,
+            },
+        });
+        match result {
+            Ok(_) => return Ok(ops),
+            Err(e) if attempts >= 49 => return Err(e.into()),
+            Err(_) => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Runs client `id` of `workload` on `kv` (after [`open_bank`]) and returns
+/// its operations. Its random choices depend on the workload's seed and
+/// `id` alone, so the same client runs the same way in any process.
+pub async fn run_client(kv: Kv, id: u32, workload: Workload, clock: Clock) -> Vec<Operation> {
+    let client = Client {
+        id,
+        kv,
+        clock,
+        rng: StdRng::seed_from_u64(
+            workload
+                .seed
+                .wrapping_mul(0x9e37_79b9)
+                .wrapping_add(u64::from(id)),
+        ),
+        workload,
+        next_value: 0,
+        ops: Vec::new(),
+    };
+    client.run().await
 }
 
 struct Client {

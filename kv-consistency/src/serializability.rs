@@ -110,6 +110,7 @@ pub(crate) fn check(history: &History) -> Vec<Violation> {
         bound,
         taken,
         unexplained,
+        ..
     } = bind_revealed(ops, &by_vs);
     for (vs, seen) in unexplained {
         out.push(violation(
@@ -257,26 +258,35 @@ pub(crate) struct Revealed {
     pub(crate) bound: HashMap<Versionstamp, usize>,
     /// Per operation: whether it is an unknown commit bound to a versionstamp.
     pub(crate) taken: Vec<bool>,
+    /// Revealed versionstamps that more than one unknown commit could have
+    /// made (sums match any value), with the keys seen at them: what was
+    /// written is known, who wrote it is not.
+    pub(crate) ambiguous: HashMap<Versionstamp, Vec<KeyId>>,
     /// Versionstamps reads returned that no commit explains, with the
     /// `(key, value)` pairs seen at them.
     pub(crate) unexplained: Vec<(Versionstamp, Vec<(KeyId, u64)>)>,
 }
 
 /// Binds every versionstamp that reads returned but no known commit got
-/// (`by_vs`) to an unknown-outcome commit that wrote exactly what was seen
-/// at it: such a commit applied, with that versionstamp.
+/// (`by_vs`) to an unknown-outcome commit that wrote what was seen at it
+/// and began before the first read that saw it ended: such a commit
+/// applied, with that versionstamp.
 pub(crate) fn bind_revealed(ops: &[Operation], by_vs: &HashMap<Versionstamp, usize>) -> Revealed {
-    let mut foreign: HashMap<Versionstamp, Vec<(KeyId, u64)>> = HashMap::new();
+    // Per foreign versionstamp: (key, value) pairs seen, earliest read end.
+    let mut foreign: HashMap<Versionstamp, (Vec<(KeyId, u64)>, u64)> = HashMap::new();
     for op in ops {
         if let OpKind::Read { keys, results, .. } = &op.kind {
             for (k, r) in keys.iter().zip(results) {
                 if let Some(o) = r
                     && !by_vs.contains_key(&o.versionstamp)
                 {
-                    let seen = foreign.entry(o.versionstamp).or_default();
+                    let (seen, first_ret) = foreign
+                        .entry(o.versionstamp)
+                        .or_insert_with(|| (Vec::new(), u64::MAX));
                     if !seen.contains(&(*k, o.value)) {
                         seen.push((*k, o.value));
                     }
+                    *first_ret = (*first_ret).min(op.ret_or_max());
                 }
             }
         }
@@ -286,20 +296,32 @@ pub(crate) fn bind_revealed(ops: &[Operation], by_vs: &HashMap<Versionstamp, usi
     let mut revealed = Revealed {
         bound: HashMap::new(),
         taken: vec![false; ops.len()],
+        ambiguous: HashMap::new(),
         unexplained: Vec::new(),
     };
-    for (vs, seen) in foreign {
-        let candidate = ops.iter().enumerate().position(|(i, op)| {
-            !revealed.taken[i]
-                && matches!(&op.kind, OpKind::Commit { outcome: Outcome::Unknown, mutations, .. }
-                if seen.iter().all(|&(k, v)| mutations.iter().any(|&(m, e)| m == k && match e {
-                    Effect::Set(x) => x == v,
-                    Effect::Sum(_) => true,
-                    Effect::Delete => false,
-                })))
-        });
-        match candidate {
-            Some(i) => {
+    for (vs, (seen, first_ret)) in foreign {
+        let candidates: Vec<usize> = ops
+            .iter()
+            .enumerate()
+            .filter(|(i, op)| {
+                !revealed.taken[*i]
+                    && op.call < first_ret
+                    && matches!(&op.kind, OpKind::Commit { outcome: Outcome::Unknown, mutations, .. }
+                    if seen.iter().all(|&(k, v)| mutations.iter().any(|&(m, e)| m == k && match e {
+                        Effect::Set(x) => x == v,
+                        Effect::Sum(_) => true,
+                        Effect::Delete => false,
+                    })))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        match candidates.first() {
+            Some(&i) => {
+                if candidates.len() > 1 {
+                    revealed
+                        .ambiguous
+                        .insert(vs, seen.iter().map(|&(k, _)| k).collect());
+                }
                 revealed.taken[i] = true;
                 revealed.bound.insert(vs, i);
             }
@@ -309,18 +331,29 @@ pub(crate) fn bind_revealed(ops: &[Operation], by_vs: &HashMap<Versionstamp, usi
     revealed
 }
 
-/// Known commits by versionstamp: the committed ones, then the unknown ones
-/// that reads revealed. (A duplicate versionstamp keeps the later commit;
+/// Who wrote each version: the known commits by versionstamp (committed,
+/// or unknown and revealed by a read unambiguously), and the revealed
+/// versions whose writer could be any of several unknown commits, with the
+/// keys seen at them. (A duplicate versionstamp keeps the later commit;
 /// [`check`] reports it.)
-pub(crate) fn commits_by_versionstamp(ops: &[Operation]) -> HashMap<Versionstamp, usize> {
+pub(crate) fn writers(
+    ops: &[Operation],
+) -> (
+    HashMap<Versionstamp, usize>,
+    HashMap<Versionstamp, Vec<KeyId>>,
+) {
     let mut by_vs: HashMap<Versionstamp, usize> = ops
         .iter()
         .enumerate()
         .filter_map(|(i, op)| Some((op.committed()?, i)))
         .collect();
     let revealed = bind_revealed(ops, &by_vs);
-    by_vs.extend(revealed.bound);
-    by_vs
+    for (vs, i) in revealed.bound {
+        if !revealed.ambiguous.contains_key(&vs) {
+            by_vs.insert(vs, i);
+        }
+    }
+    (by_vs, revealed.ambiguous)
 }
 
 /// The snapshots at which key `k` reads as `read` (`(versionstamp, value)`

@@ -551,3 +551,127 @@ fn serializable_transactions_are_accepted() -> Result<(), String> {
         read(1, 12, 13, &[X, Y], &[Some((4, 4)), Some((3, 3))]),
     ]))
 }
+
+#[test]
+fn operations_survive_the_trip_through_json_lines() -> Result<(), String> {
+    use kv_consistency::wire::{from_line, to_line};
+    let ops = vec![
+        read(3, 10, 20, &[X, Y], &[Some((7, 5)), None]),
+        commit(
+            4,
+            30,
+            None,
+            vec![(X, Some(vs(5))), (Y, None)],
+            vec![
+                (X, Effect::Set(1)),
+                (Y, Effect::Delete),
+                (5, Effect::Sum(2)),
+            ],
+            Outcome::Unknown,
+        ),
+        commit(
+            4,
+            40,
+            Some(41),
+            vec![],
+            vec![(X, Effect::Set(2))],
+            Outcome::Committed(vs(9)),
+        ),
+        commit(
+            4,
+            50,
+            Some(51),
+            vec![(X, None)],
+            vec![],
+            Outcome::CheckFailed,
+        ),
+    ];
+    for op in ops {
+        let line = to_line(&op);
+        let back = from_line(&line).map_err(|e| e.to_string())?;
+        if back != op {
+            return Err(format!("{line} came back as {back:?}"));
+        }
+    }
+    for bad in [
+        "",
+        "{}",
+        r#"{"client":1,"call":2,"ret":3,"op":"read","keys":[1],"results":[],"eventual":false}"#,
+        r#"{"client":1,"call":2,"ret":3,"op":"commit","checks":[[1,"zz"]],"mutations":[],"outcome":"unknown"}"#,
+    ] {
+        if from_line(bad).is_ok() {
+            return Err(format!("{bad:?} parsed"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_revealed_version_is_bound_only_to_a_commit_begun_before_it_was_read() -> Result<(), String> {
+    // Two sums of 1 with unknown outcomes; a read saw the first one's
+    // version before the second began. Bound to the second, the reads
+    // would close a cycle through client order.
+    let unknown_sum = |client, call| {
+        commit(
+            client,
+            call,
+            None,
+            vec![],
+            vec![(5, Effect::Sum(1))],
+            Outcome::Unknown,
+        )
+    };
+    assert_accepted(&history(vec![
+        unknown_sum(2, 8),
+        unknown_sum(0, 0),
+        read(1, 2, 3, &[5], &[Some((1, 1))]),
+        set(1, 4, 5, X, 10, 2),
+        read(2, 6, 7, &[X], &[Some((10, 2))]),
+    ]))
+}
+
+fn eventual(mut op: Operation) -> Operation {
+    if let OpKind::Read { eventual, .. } = &mut op.kind {
+        *eventual = true;
+    }
+    op
+}
+
+#[test]
+fn a_stale_strong_read_is_rejected_and_a_lagging_eventual_one_measured() -> Result<(), String> {
+    use kv_consistency::staleness::measure;
+    // 20 (version 2) was acknowledged at 3; reads at 10 still saw 10.
+    let ops = |eventual_read: bool| {
+        let stale = read(1, 10, 11, &[X], &[Some((10, 1))]);
+        vec![
+            set(0, 0, 1, X, 10, 1),
+            set(0, 2, 3, X, 20, 2),
+            if eventual_read {
+                eventual(stale)
+            } else {
+                stale
+            },
+        ]
+    };
+    assert_rejected(&history(ops(false)), &[ViolationKind::StaleRead])?;
+    // Where eventual reads are served from the primary, they are held to
+    // the same standard.
+    assert_rejected(&history(ops(true)), &[ViolationKind::StaleRead])?;
+    let lagging = History {
+        lagging_eventual_reads: true,
+        ..history(ops(true))
+    };
+    assert_accepted(&lagging)?;
+    let (staleness, _) = measure(&lagging);
+    let expected = (1, 1, 1, std::time::Duration::from_nanos(7));
+    let got = (
+        staleness.eventual.reads,
+        staleness.eventual.stale(),
+        staleness.eventual.behind_max_p99().0,
+        staleness.eventual.age_max_p99().0,
+    );
+    if got != expected || staleness.strong.reads != 0 {
+        return Err(format!("measured {got:?}, strong {:?}", staleness.strong));
+    }
+    Ok(())
+}

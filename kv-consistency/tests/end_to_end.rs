@@ -248,3 +248,35 @@ async fn a_slow_disk_leaves_unknown_outcomes_that_check_out() -> TestResult {
     assert!(violations.is_empty(), "{violations:#?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_in_separate_processes_merge_into_one_history() -> TestResult {
+    const TOKEN: &str = "kv-consistency-test-token";
+    let storage: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let (listener, addr) = kv_remote::bind("127.0.0.1:0".parse()?).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(kv_remote::serve(
+        listener,
+        storage,
+        kv_remote::ServerConfig::new([TOKEN]),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kv-consistency"));
+    let history =
+        kv_consistency::run::record_processes(bin, &format!("http://{addr}"), TOKEN, 3, &small())
+            .await?;
+    let _ = stop.send(());
+    server.await??;
+    // Every client reported (the bank's opening is the parent's), each
+    // with at least one operation per step of its workload.
+    let mut clients: Vec<u32> = history.ops.iter().map(|op| op.client).collect();
+    clients.sort_unstable();
+    clients.dedup();
+    assert_eq!(clients, vec![0, 1, 2, u32::MAX]);
+    assert!(history.len() > 3 * 60, "{} operations", history.len());
+    let violations = check(&history);
+    assert!(violations.is_empty(), "{violations:#?}");
+    Ok(())
+}

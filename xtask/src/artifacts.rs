@@ -67,19 +67,33 @@ pub(crate) fn test_binary(sh: &Shell, selection: &[&str], name: &str) -> anyhow:
 /// Builds the `kv` server binary (kv-server) with `selection`'s features and
 /// returns its path.
 pub(crate) fn kv_server_bin(sh: &Shell, selection: &[&str]) -> anyhow::Result<PathBuf> {
+    let mut paths = bins(sh, selection, &["kv"])?;
+    paths.pop().context("cargo built no `kv` binary")
+}
+
+/// Builds the binaries `names` in one cargo call with `selection`'s
+/// features and returns their paths, in the order of `names`.
+pub(crate) fn bins(sh: &Shell, selection: &[&str], names: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
+    let flags: Vec<String> = names.iter().map(|n| format!("--bin={n}")).collect();
     let json = cmd!(
         sh,
-        "cargo build {selection...} --bin kv --message-format=json-render-diagnostics"
+        "cargo build {selection...} {flags...} --message-format=json-render-diagnostics"
     )
     .read()
-    .context("building kv-server")?;
-    match executables(&json)
-        .into_iter()
-        .find(|(n, kinds, test, _)| n == "kv" && !test && kinds.iter().any(|k| k == "bin"))
-    {
-        Some((_, _, _, path)) => Ok(path),
-        None => bail!("cargo built no `kv` binary"),
-    }
+    .with_context(|| format!("building {}", names.join(", ")))?;
+    let found = executables(&json);
+    names
+        .iter()
+        .map(|name| {
+            match found
+                .iter()
+                .find(|(n, kinds, test, _)| n == name && !test && kinds.iter().any(|k| k == "bin"))
+            {
+                Some((_, _, _, path)) => Ok(path.clone()),
+                None => bail!("cargo built no `{name}` binary"),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

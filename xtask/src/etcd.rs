@@ -6,7 +6,14 @@
 //!   ports with `scripts/etcd-cluster.sh`, runs the whole conformance suite
 //!   against it (`KV_ETCD_ENDPOINTS=… cargo test -p kv-conformance --test
 //!   conformance -- etcd::`, ARGS go to the harness as well), stops the
-//!   cluster whatever happened, and prints the matrix and the count.
+//!   cluster whatever happened, and prints the matrix and the count; then
+//!   the consistency run below, on a fresh cluster.
+//! - `cargo xtask etcd consistency [ARGS..]`: kv-consistency's `etcd+kills`
+//!   target on a fresh 3-member cluster: histories recorded while the
+//!   leader is killed with SIGKILL and restarted, checked like every other
+//!   backend's, with the staleness of eventual (serializable) reads
+//!   printed. 3 histories × 8 clients × 200 operations by default
+//!   (`KV_CONSISTENCY_ETCD_HISTORIES` raises it); ARGS go to kv-consistency.
 //! - `cargo xtask etcd test`: kv-etcd's own tests, which start their own
 //!   clusters and kill members (the leader-kill RPO/RTO and no-quorum
 //!   tests), with their measurements shown.
@@ -22,7 +29,7 @@ use xshell::{Shell, cmd};
 use crate::conformance::{Counts, Matrix, Outcome, parse_line};
 use crate::project_root;
 
-const USAGE: &str = "usage: cargo xtask etcd [HARNESS ARGS..] | etcd test | etcd bench [--workload NAME] [--scale F]";
+const USAGE: &str = "usage: cargo xtask etcd [HARNESS ARGS..] | etcd test | etcd consistency [ARGS..] | etcd bench [--workload NAME] [--scale F]";
 
 /// Runs the subcommand in `args` (see the module docs). For the conformance
 /// run, returns its counts.
@@ -36,12 +43,37 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<Option<Counts>>
             Ok(None)
         }
         Some("bench") => bench(sh, &args[1..]).map(|()| None),
+        Some("consistency") => consistency(sh, &args[1..]).map(|()| None),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(None)
         }
-        _ => conformance(sh, args).map(Some),
+        _ => {
+            let counts = conformance(sh, args)?;
+            consistency(sh, &[])?;
+            Ok(Some(counts))
+        }
     }
+}
+
+/// Records and checks histories on a fresh cluster whose leader is killed
+/// while they are recorded (kv-consistency's `etcd+kills` target).
+fn consistency(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
+    ensure_packages(sh)?;
+    let (_, bin) = crate::consistency::binaries(sh)?;
+    let cluster = Cluster::start()?;
+    let histories =
+        std::env::var("KV_CONSISTENCY_ETCD_HISTORIES").unwrap_or_else(|_| "3".to_owned());
+    let dir = cluster.dir.clone();
+    let endpoints = cluster.endpoints.clone();
+    let result = cmd!(
+        sh,
+        "{bin} --backends '' --etcd {endpoints} --etcd-dir {dir} --histories {histories} --clients 8 --ops 200 {args...}"
+    )
+    .run();
+    drop(cluster);
+    result.context("etcd consistency violations (or the run failed)")?;
+    Ok(())
 }
 
 /// Installs Debian's `protobuf-compiler` (etcd-client's build script runs
