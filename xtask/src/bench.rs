@@ -1,6 +1,7 @@
 //! `cargo xtask bench embedded`: the same workloads in-process on kv's SQLite
-//! backend (`kv-bench`) and on Deno's built-in KV (`bench/deno_embedded.ts`),
-//! both on a file, joined into one table.
+//! and redb backends (`kv-bench`, `--kv-backend` chooses) and on Deno's
+//! built-in KV (`bench/deno_embedded.ts`), all on files, in one invocation,
+//! joined into one table.
 //!
 //! Both drivers print one JSON line per workload:
 //! `{"name":..,"ops":..,"secs":..,"p50_us":..,"p99_us":..}`.
@@ -30,7 +31,7 @@ const WORKLOADS: &[(&str, &str, &str, Option<f64>)] = &[
 ];
 
 const USAGE: &str = "usage: cargo xtask bench embedded [--workload NAME|all] [--only kv|deno] [--scale F] \
-     [--kv-backend sqlite|memory] | bench server [--scale F] | bench queue [--scale F] | bench v8 [--scale F]";
+     [--kv-backend sqlite,redb,memory] | bench server [--scale F] | bench queue [--scale F] | bench v8 [--scale F]";
 
 /// One workload's result from one driver.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,7 +92,7 @@ fn embedded(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     let mut workload = "all".to_owned();
     let mut only: Option<String> = None;
     let mut scale = "1".to_owned();
-    let mut backend = "sqlite".to_owned();
+    let mut backends = "sqlite,redb".to_owned();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -99,7 +100,7 @@ fn embedded(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
             "--only" => only = Some(it.next().context(USAGE)?.clone()),
             // Multiplies every count (for a quick smoke run); 1 = the real figures.
             "--scale" => scale = it.next().context(USAGE)?.clone(),
-            "--kv-backend" => backend = it.next().context(USAGE)?.clone(),
+            "--kv-backend" => backends = it.next().context(USAGE)?.clone(),
             other => bail!("unknown argument `{other}`\n{USAGE}"),
         }
     }
@@ -119,20 +120,23 @@ fn embedded(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     }
     sh.create_dir(&scratch)?;
 
-    let mut kv = Vec::new();
+    // Each kv backend beside the others and Deno, in this one invocation.
+    let mut kv: Vec<(String, Vec<Record>)> = Vec::new();
     if run_kv {
         cmd!(sh, "cargo build -p kv-bench --bin kv-bench --release")
             .run()
             .context("building kv-bench")?;
         let bin = target_dir.join("release").join("kv-bench");
-        let path = scratch.join("kv.sqlite3");
-        println!("==> kv ({backend} backend): {}", path.display());
-        let out = cmd!(
-            sh,
-            "{bin} --path {path} --workload {workload} --scale {scale} --backend {backend}"
-        )
-        .read()?;
-        kv = parse_records(&out)?;
+        for backend in backends.split(',').filter(|b| !b.is_empty()) {
+            let path = scratch.join(format!("kv-{backend}.db"));
+            println!("==> kv ({backend} backend): {}", path.display());
+            let out = cmd!(
+                sh,
+                "{bin} --path {path} --workload {workload} --scale {scale} --backend {backend}"
+            )
+            .read()?;
+            kv.push((backend.to_owned(), parse_records(&out)?));
+        }
     }
     let mut deno = Vec::new();
     if run_deno {
@@ -162,11 +166,10 @@ fn embedded(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     let header = format!(
         "Embedded, on a file: kv on {} vs Deno {} `Deno.openKv(path)`, {} cores. \
          Rates are per second; latencies (p50, p99) in µs.\n\n",
-        if backend == "sqlite" {
-            "SQLite (WAL, synchronous=FULL)"
-        } else {
-            &backend
-        },
+        kv.iter()
+            .map(|(b, _)| b.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         tools::DENO_VERSION,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
@@ -176,35 +179,36 @@ fn embedded(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The joined results as a Markdown table (readable as text too).
-pub(crate) fn render_table(kv: &[Record], deno: &[Record]) -> String {
+/// The joined results as a Markdown table (readable as text too): for
+/// each kv backend and for Deno, rate, p50 and p99; then each backend's rate
+/// over Deno's, and the goal (judged on the first backend).
+pub(crate) fn render_table(kv: &[(String, Vec<Record>)], deno: &[Record]) -> String {
     let mut names: Vec<&str> = WORKLOADS.iter().map(|w| w.0).collect();
-    for r in kv.iter().chain(deno) {
+    for r in kv.iter().flat_map(|(_, rs)| rs).chain(deno) {
         if !names.contains(&r.name.as_str()) {
             names.push(&r.name);
         }
     }
     let find = |records: &[Record], name: &str| records.iter().find(|r| r.name == name).cloned();
 
-    let mut rows = vec![
-        [
-            "workload",
-            "unit",
-            "kv ops/s",
-            "kv p50",
-            "kv p99",
-            "Deno ops/s",
-            "Deno p50",
-            "Deno p99",
-            "kv/Deno",
-            "goal",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    ];
+    let mut header = vec!["workload".to_owned(), "unit".to_owned()];
+    for (backend, _) in kv {
+        header.extend([
+            format!("{backend} ops/s"),
+            format!("{backend} p50"),
+            format!("{backend} p99"),
+        ]);
+    }
+    header.extend(["Deno ops/s", "Deno p50", "Deno p99"].map(str::to_owned));
+    for (backend, _) in kv {
+        header.push(format!("{backend}/Deno"));
+    }
+    header.push("goal".to_owned());
+    let mut rows = vec![header];
     for name in names {
-        let (k, d) = (find(kv, name), find(deno, name));
-        if k.is_none() && d.is_none() {
+        let ours: Vec<Option<Record>> = kv.iter().map(|(_, rs)| find(rs, name)).collect();
+        let d = find(deno, name);
+        if ours.iter().all(Option::is_none) && d.is_none() {
             continue;
         }
         let meta = WORKLOADS.iter().find(|w| w.0 == name);
@@ -214,11 +218,19 @@ pub(crate) fn render_table(kv: &[Record], deno: &[Record]) -> String {
             Some(r) => [thousands(r.rate()), micros(r.p50_us), micros(r.p99_us)],
             None => ["-".to_owned(), "-".to_owned(), "-".to_owned()],
         };
-        let ratio = match (&k, &d) {
-            (Some(k), Some(d)) if d.rate() > 0.0 => format!("{:.2}x", k.rate() / d.rate()),
-            _ => "-".to_owned(),
-        };
-        let goal = match (meta.and_then(|w| w.3), &k) {
+        let mut row = vec![describe, unit];
+        for k in &ours {
+            row.extend(cols(k));
+        }
+        row.extend(cols(&d));
+        for k in &ours {
+            row.push(match (k, &d) {
+                (Some(k), Some(d)) if d.rate() > 0.0 => format!("{:.2}x", k.rate() / d.rate()),
+                _ => "-".to_owned(),
+            });
+        }
+        let first = ours.first().cloned().flatten();
+        row.push(match (meta.and_then(|w| w.3), &first) {
             (Some(goal), Some(k)) => format!(
                 "≥ {}: {}",
                 thousands(goal),
@@ -226,16 +238,13 @@ pub(crate) fn render_table(kv: &[Record], deno: &[Record]) -> String {
             ),
             (Some(goal), None) => format!("≥ {}", thousands(goal)),
             (None, _) => String::new(),
-        };
-        let mut row = vec![describe, unit];
-        row.extend(cols(&k));
-        row.extend(cols(&d));
-        row.push(ratio);
-        row.push(goal);
+        });
         rows.push(row);
     }
 
-    let widths: Vec<usize> = (0..rows[0].len())
+    let columns = rows[0].len();
+    let text_column = |c: usize| c < 2 || c == columns - 1;
+    let widths: Vec<usize> = (0..columns)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -246,7 +255,7 @@ pub(crate) fn render_table(kv: &[Record], deno: &[Record]) -> String {
             .enumerate()
             .map(|(c, (cell, w))| {
                 // Text columns to the left, figures to the right.
-                if c < 2 || c == 9 {
+                if text_column(c) {
                     format!("{cell:<w$}")
                 } else {
                     format!("{cell:>w$}")
@@ -259,7 +268,7 @@ pub(crate) fn render_table(kv: &[Record], deno: &[Record]) -> String {
                 .iter()
                 .enumerate()
                 .map(|(c, w)| {
-                    if c < 2 || c == 9 {
+                    if text_column(c) {
                         "-".repeat(*w)
                     } else {
                         format!("{}:", "-".repeat(w - 1))
@@ -308,7 +317,8 @@ mod tests {
         )?;
         assert_eq!(kv.len(), 1);
         assert_eq!(kv[0].rate(), 200_000.0);
-        let table = render_table(&kv, &deno);
+        let table = render_table(&[("sqlite".to_owned(), kv)], &deno);
+        assert!(table.contains("sqlite/Deno"), "{table}");
         assert!(table.contains("200,000"), "{table}");
         assert!(table.contains("20.00x"), "{table}");
         assert!(table.contains("≥ 100,000: met"), "{table}");
