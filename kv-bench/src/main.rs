@@ -7,7 +7,7 @@
 //! values and counts, on Deno's built-in KV; keep the two in step.
 //!
 //! ```text
-//! kv-bench --path FILE [--workload NAME|all] [--backend sqlite|memory] [--scale F]
+//! kv-bench --path FILE [--workload NAME|all] [--backend sqlite|redb|memory] [--scale F]
 //! ```
 
 #![allow(clippy::print_stdout)]
