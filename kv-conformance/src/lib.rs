@@ -42,6 +42,7 @@ mod atomic;
 mod basics;
 mod concurrency;
 mod cron;
+pub mod durable;
 mod expiry;
 mod keys;
 mod lifecycle;

@@ -8,7 +8,7 @@ use std::process::Command;
 use kv_core::{Error, KvValue, key};
 use kv_redb::{RedbBackend, RedbError};
 
-use crate::{TempDb, TestResult};
+use crate::{TestResult, temp_db};
 
 const CHILD_ENV: &str = "KV_LOCK_CHILD";
 
@@ -27,7 +27,7 @@ fn is_already_open(err: &Error) -> bool {
 
 #[test]
 fn second_open_in_the_same_process_is_refused() -> TestResult {
-    let db = TempDb::new()?;
+    let db = temp_db()?;
     let _first = db.backend()?;
     let err = RedbBackend::open(db.path()).expect_err("the file is locked");
     assert!(is_already_open(&err), "{err:?}");
@@ -60,7 +60,7 @@ async fn open_in_another_process_is_refused() -> TestResult {
     if std::env::var_os(CHILD_ENV).is_some() {
         return Ok(());
     }
-    let db = TempDb::new()?;
+    let db = temp_db()?;
     let kv = db.kv()?;
     kv.set(key!["a"], KvValue::U64(1)).await?;
     let output = Command::new(std::env::current_exe()?)
@@ -86,7 +86,7 @@ async fn open_in_another_process_is_refused() -> TestResult {
 
 #[tokio::test]
 async fn close_releases_the_lock_at_once() -> TestResult {
-    let db = TempDb::new()?;
+    let db = temp_db()?;
     for i in 0..5u64 {
         let kv = db.kv()?;
         let _watch = kv.watch(&[key!["a"]])?;
@@ -104,7 +104,7 @@ async fn close_releases_the_lock_at_once() -> TestResult {
 
 #[test]
 fn a_failed_open_leaves_the_file_usable() -> TestResult {
-    let db = TempDb::new()?;
+    let db = temp_db()?;
     let first = db.backend()?;
     assert!(RedbBackend::open(db.path()).is_err());
     drop(first);

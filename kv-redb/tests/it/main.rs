@@ -1,4 +1,7 @@
 //! Integration tests of the redb backend, one binary with a module per area.
+//!
+//! The tests every file backend shares live in `kv_conformance::durable`;
+//! the modules here name them for redb and add redb's own.
 
 mod basic;
 mod crash;
@@ -8,88 +11,85 @@ mod lock;
 mod perf;
 mod watch;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use kv_core::{Clock, Kv};
-use kv_redb::{RedbBackend, RedbConfig};
+use kv_conformance::durable::{FileBackend, OpenOptions, RawFile, TempDb};
+use kv_core::Backend;
+use kv_redb::RedbConfig;
+use redb::{
+    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
 
 /// What every test returns.
 type TestResult = anyhow::Result<()>;
 
-/// A database file in a fresh temporary directory, removed on drop.
-struct TempDb {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
+/// The file's tables, as the crate docs describe them.
+const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+const EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("expiry");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-impl TempDb {
-    fn new() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("kv.redb");
-        Ok(TempDb { _dir: dir, path })
+/// The redb backend as the shared tests see it.
+struct Redb;
+
+impl FileBackend for Redb {
+    fn name(&self) -> &'static str {
+        "redb"
     }
 
-    fn path(&self) -> &Path {
-        &self.path
+    fn file_name(&self) -> &'static str {
+        "kv.redb"
     }
 
-    /// Opens the file as a backend.
-    fn backend(&self) -> anyhow::Result<RedbBackend> {
-        Ok(RedbBackend::open(&self.path)?)
+    fn open(&self, path: &Path, options: &OpenOptions) -> kv_core::Result<Arc<dyn Backend>> {
+        let mut config = RedbConfig::new(path);
+        if let Some(clock) = &options.clock {
+            config = config.with_clock(clock.clone());
+        }
+        if let Some(n) = options.max_batch {
+            config = config.with_max_batch(n);
+        }
+        Ok(Arc::new(config.open()?))
     }
 
-    /// Opens the file behind a `Kv`.
-    fn kv(&self) -> anyhow::Result<Kv> {
-        Ok(Kv::new(self.backend()?))
-    }
-
-    /// Opens the file with `clock` used both for expiry decisions and for
-    /// computing expiry times.
-    fn kv_with_clock(&self, clock: Arc<dyn Clock>) -> anyhow::Result<Kv> {
-        let backend = RedbConfig::new(&self.path)
-            .with_clock(clock.clone())
-            .open()?;
-        Ok(Kv::new(backend).with_clock(clock))
-    }
-}
-
-/// The file's raw tables, read with redb itself (the file must be closed).
-mod raw {
-    use std::path::Path;
-
-    use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
-
-    const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
-    const EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("expiry");
-    const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
-    /// What the file holds, as the crate docs describe it.
-    pub(crate) struct Raw {
-        pub(crate) counter: u64,
-        pub(crate) keys: u64,
-        pub(crate) expiry_entries: u64,
-        pub(crate) integrity_ok: bool,
-    }
-
-    /// Opens the closed file at `path` and reads its counters.
-    pub(crate) fn inspect(path: &Path) -> anyhow::Result<Raw> {
+    /// Reads the tables with redb itself (the file must be closed).
+    fn inspect(&self, path: &Path) -> anyhow::Result<RawFile> {
         let mut db = Database::open(path)?;
         let integrity_ok = db.check_integrity()?;
         let txn = db.begin_read()?;
         let meta = txn.open_table(META)?;
         let counter = meta.get("counter")?.map(|v| v.value());
         anyhow::ensure!(meta.get("format")?.map(|v| v.value()) == Some(1));
-        Ok(Raw {
+        // An index entry is the expiry (u64 big-endian), then the key.
+        let mut expirations = std::collections::BTreeMap::new();
+        for entry in txn.open_table(EXPIRY)?.iter()? {
+            let (index_key, _) = entry?;
+            let (at, key) = index_key
+                .value()
+                .split_at_checked(8)
+                .ok_or_else(|| anyhow::anyhow!("an expiry index entry shorter than 8 bytes"))?;
+            expirations.insert(key.to_vec(), u64::from_be_bytes(at.try_into()?));
+        }
+        Ok(RawFile {
+            integrity_ok,
             counter: counter.ok_or_else(|| anyhow::anyhow!("no counter"))?,
             keys: txn.open_table(KV)?.len()?,
-            expiry_entries: txn.open_table(EXPIRY)?.len()?,
-            integrity_ok,
+            expirations,
         })
+    }
+
+    /// redb refuses a second open while a handle holds the file's lock.
+    fn is_held(&self, path: &Path) -> anyhow::Result<bool> {
+        match Database::open(path) {
+            Ok(_) => Ok(false),
+            Err(DatabaseError::DatabaseAlreadyOpen) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
-/// Whether the slow variants of tests should run.
-fn slow() -> bool {
-    std::env::var("KV_SLOW_TESTS").is_ok_and(|v| v == "1")
+/// A fresh redb file.
+fn temp_db() -> anyhow::Result<TempDb> {
+    TempDb::new(&Redb)
 }

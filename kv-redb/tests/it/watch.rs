@@ -5,43 +5,19 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use kv_conformance::durable::watch;
 use kv_core::{KvValue, key};
 
-use crate::{TempDb, TestResult};
+use crate::{Redb, TestResult, temp_db};
 
 #[tokio::test]
 async fn watch_sees_own_commits_and_ends_on_close() -> TestResult {
-    let db = TempDb::new()?;
-    let kv = db.kv()?;
-    let mut watch = Box::pin(kv.watch(&[key!["a"], key!["b"]])?);
-    let first = watch.next().await.expect("first snapshot")?;
-    assert_eq!(first, vec![None, None]);
-
-    let stamp = kv.set(key!["b"], KvValue::U64(1)).await?;
-    let next = tokio::time::timeout(Duration::from_secs(1), watch.next())
-        .await?
-        .expect("open")?;
-    assert_eq!(next[0], None);
-    let b = next[1].as_ref().expect("b was set");
-    assert_eq!((b.value.clone(), b.versionstamp), (KvValue::U64(1), stamp));
-
-    // Unrelated keys do not produce snapshots; a change of "b" does.
-    kv.set(key!["c"], KvValue::U64(1)).await?;
-    kv.delete(key!["b"]).await?;
-    let next = tokio::time::timeout(Duration::from_secs(1), watch.next())
-        .await?
-        .expect("open")?;
-    assert_eq!(next, vec![None, None]);
-
-    kv.close().await;
-    let end = tokio::time::timeout(Duration::from_secs(1), watch.next()).await?;
-    assert!(end.is_none(), "the stream ends on close, got {end:?}");
-    Ok(())
+    watch::watch_sees_own_commits_and_ends_on_close(&Redb).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_of_one_key_see_the_last_of_many_writes() -> TestResult {
-    let db = TempDb::new()?;
+    let db = temp_db()?;
     let kv = db.kv()?;
     let mut watchers = Vec::new();
     for _ in 0..4 {
@@ -79,7 +55,7 @@ async fn watchers_of_one_key_see_the_last_of_many_writes() -> TestResult {
 
 #[tokio::test]
 async fn versionstamped_keys_wake_their_watchers() -> TestResult {
-    let db = TempDb::new()?;
+    let db = temp_db()?;
     let kv = db.kv()?;
     // The versionstamp of the next commit is the counter plus one.
     let last = kv.set(key!["x"], KvValue::U64(0)).await?;

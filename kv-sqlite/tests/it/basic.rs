@@ -1,182 +1,39 @@
 //! Reads, writes and lifecycle through `Kv` on a file.
 
-use kv_core::backend::{AtomicWrite, Enqueue};
-use kv_core::{Backend, Error, Kv, KvValue, ListOptions, Selector, Versionstamp, key};
+use kv_conformance::durable::basic;
+use kv_core::{Kv, KvValue, ListOptions, Selector, key};
 use kv_sqlite::{SqliteBackend, SqliteConfig};
 
-use crate::{TempDb, TestResult};
+use crate::{Sqlite, TestResult};
 
 #[tokio::test]
 async fn set_get_list_delete() -> TestResult {
-    let db = TempDb::new()?;
-    let kv = db.kv()?;
-    assert_eq!(kv.backend().name(), "sqlite");
-
-    kv.set(key!["fruit", "apple"], KvValue::U64(3)).await?;
-    kv.set(key!["fruit", "pear"], KvValue::Bytes(b"green".to_vec()))
-        .await?;
-    kv.set(
-        key!["fruit", "fig"],
-        KvValue::V8(vec![0xff, 0x0f, 0x49, 0x02]),
-    )
-    .await?;
-    kv.set(key!["veg", "leek"], KvValue::U64(1)).await?;
-
-    let apple = kv
-        .get(key!["fruit", "apple"])
-        .await?
-        .expect("apple was set");
-    assert_eq!(apple.value, KvValue::U64(3));
-    assert_eq!(kv.get(key!["fruit", "kiwi"]).await?, None);
-
-    let fruit = kv
-        .list(Selector::prefix(key!["fruit"]), ListOptions::default())
-        .collect_all()
-        .await?;
-    let names: Vec<_> = fruit.iter().map(|e| e.key.clone()).collect();
-    assert_eq!(
-        names,
-        vec![
-            key!["fruit", "apple"],
-            key!["fruit", "fig"],
-            key!["fruit", "pear"]
-        ]
-    );
-
-    let last_two = kv
-        .list(
-            Selector::prefix(key!["fruit"]),
-            ListOptions::default().with_reverse(true).with_limit(2),
-        )
-        .collect_all()
-        .await?;
-    let names: Vec<_> = last_two.iter().map(|e| e.key.clone()).collect();
-    assert_eq!(names, vec![key!["fruit", "pear"], key!["fruit", "fig"]]);
-
-    let many = kv
-        .get_many(&[key!["veg", "leek"], key!["nope"], key!["fruit", "fig"]])
-        .await?;
-    assert_eq!(
-        many.iter().map(Option::is_some).collect::<Vec<_>>(),
-        [true, false, true]
-    );
-
-    kv.delete(key!["fruit", "apple"]).await?;
-    kv.delete(key!["fruit", "absent"]).await?;
-    assert_eq!(kv.get(key!["fruit", "apple"]).await?, None);
-    let fruit = kv
-        .list(Selector::prefix(key!["fruit"]), ListOptions::default())
-        .collect_all()
-        .await?;
-    assert_eq!(fruit.len(), 2);
-    kv.close().await;
-    Ok(())
+    basic::set_get_list_delete(&Sqlite).await
 }
 
 #[tokio::test]
 async fn versionstamps_strictly_increase() -> TestResult {
-    let db = TempDb::new()?;
-    let kv = db.kv()?;
-    let mut last = Versionstamp::ZERO;
-    for i in 0..20u64 {
-        let stamp = kv.set(key!["n"], KvValue::U64(i)).await?;
-        assert!(stamp > last, "{stamp} after {last}");
-        last = stamp;
-    }
-    // An empty commit and a delete of an absent key still take a stamp.
-    let empty = kv
-        .atomic()
-        .commit()
-        .await?
-        .versionstamp()
-        .expect("no checks");
-    assert!(empty > last);
-    // A failed check does not advance the counter.
-    let failed = kv
-        .atomic()
-        .check(key!["n"], None)
-        .set(key!["n"], KvValue::U64(0))
-        .commit()
-        .await?;
-    assert!(!failed.is_ok());
-    let next = kv.set(key!["m"], KvValue::U64(0)).await?;
-    assert_eq!(next.counter(), empty.counter() + 1);
-    assert_eq!(
-        kv.get(key!["n"]).await?.expect("set").value,
-        KvValue::U64(19)
-    );
-    Ok(())
+    basic::versionstamps_strictly_increase(&Sqlite).await
 }
 
 #[tokio::test]
 async fn reopen_keeps_data() -> TestResult {
-    let db = TempDb::new()?;
-    let stamp = {
-        let kv = db.kv()?;
-        kv.set(key!["a"], KvValue::Bytes(b"kept".to_vec())).await?;
-        let stamp = kv.set(key!["b"], KvValue::U64(7)).await?;
-        kv.close().await;
-        stamp
-    };
-    let kv = db.kv()?;
-    let b = kv.get(key!["b"]).await?.expect("survives reopen");
-    assert_eq!((b.value, b.versionstamp), (KvValue::U64(7), stamp));
-    assert_eq!(
-        kv.get(key!["a"]).await?.expect("survives").value,
-        KvValue::Bytes(b"kept".to_vec())
-    );
-    assert!(kv.set(key!["c"], KvValue::U64(0)).await? > stamp);
-    Ok(())
+    basic::reopen_keeps_data(&Sqlite).await
 }
 
 #[tokio::test]
 async fn dropped_handle_without_close_keeps_data() -> TestResult {
-    let db = TempDb::new()?;
-    {
-        let kv = db.kv()?;
-        kv.set(key!["a"], KvValue::U64(1)).await?;
-        assert!(db.wal_exists());
-    }
-    // Dropping the last handle stopped the threads, which closed their
-    // connections; the last one to close checkpoints and removes the WAL.
-    assert!(!db.wal_exists(), "a connection is still open");
-    let kv = db.kv()?;
-    assert_eq!(
-        kv.get(key!["a"]).await?.expect("set").value,
-        KvValue::U64(1)
-    );
-    Ok(())
+    basic::dropped_handle_without_close_keeps_data(&Sqlite).await
 }
 
 #[tokio::test]
 async fn close_is_idempotent_and_final() -> TestResult {
-    let db = TempDb::new()?;
-    let kv = db.kv()?;
-    kv.set(key!["a"], KvValue::U64(1)).await?;
-    kv.close().await;
-    assert!(!db.wal_exists(), "close left a connection open");
-    kv.close().await;
-    assert!(matches!(kv.get(key!["a"]).await, Err(Error::Closed)));
-    assert!(matches!(
-        kv.set(key!["a"], KvValue::U64(2)).await,
-        Err(Error::Closed)
-    ));
-    Ok(())
+    basic::close_is_idempotent_and_final(&Sqlite).await
 }
 
 #[test]
 fn works_without_a_runtime() -> TestResult {
-    futures::executor::block_on(async {
-        let kv = Kv::new(SqliteBackend::open_in_memory()?);
-        kv.set(key!["a"], KvValue::U64(1)).await?;
-        kv.atomic().sum(key!["a"], 2).commit().await?;
-        assert_eq!(
-            kv.get(key!["a"]).await?.expect("set").value,
-            KvValue::U64(3)
-        );
-        kv.close().await;
-        Ok(())
-    })
+    basic::works_without_a_runtime(Kv::new(SqliteBackend::open_in_memory()?))
 }
 
 #[tokio::test]
@@ -195,68 +52,15 @@ async fn in_memory_databases_are_private() -> TestResult {
 
 #[test]
 fn an_empty_path_is_refused() -> TestResult {
-    let err = SqliteBackend::open("").expect_err("empty path");
-    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-    Ok(())
+    basic::an_empty_path_is_refused(&Sqlite)
 }
 
 #[tokio::test]
 async fn enqueue_is_unsupported() -> TestResult {
-    let backend = SqliteBackend::open_in_memory()?;
-    let write = AtomicWrite {
-        enqueues: vec![Enqueue {
-            payload: vec![0xff, 0x0f, 0x5f],
-            deadline_ms: 0,
-            keys_if_undelivered: vec![],
-            backoff_schedule: None,
-        }],
-        ..AtomicWrite::default()
-    };
-    let err = backend
-        .atomic_write(write)
-        .await
-        .expect_err("enqueue must fail");
-    assert!(
-        matches!(err, Error::Unsupported { op: "enqueue", .. }),
-        "{err:?}"
-    );
-    Ok(())
+    basic::enqueue_is_unsupported(&Sqlite).await
 }
 
 #[tokio::test]
 async fn mutations_see_each_other_in_order() -> TestResult {
-    let db = TempDb::new()?;
-    let kv = db.kv()?;
-    let stamp = kv
-        .atomic()
-        .set(key!["a"], KvValue::U64(1))
-        .sum(key!["a"], 10)
-        .set(key!["b"], KvValue::U64(1))
-        .delete(key!["b"])
-        .delete(key!["c"])
-        .set(key!["c"], KvValue::U64(5))
-        .max(key!["c"], 9)
-        .min(key!["d"], 4)
-        .set_versionstamped(key!["log"], KvValue::U64(0), Default::default())
-        .commit()
-        .await?
-        .versionstamp()
-        .expect("no checks");
-    assert_eq!(
-        kv.get(key!["a"]).await?.expect("set").value,
-        KvValue::U64(11)
-    );
-    assert_eq!(kv.get(key!["b"]).await?, None);
-    let c = kv.get(key!["c"]).await?.expect("set");
-    assert_eq!((c.value, c.versionstamp), (KvValue::U64(9), stamp));
-    assert_eq!(
-        kv.get(key!["d"]).await?.expect("set").value,
-        KvValue::U64(4)
-    );
-    let log = kv
-        .get(key!["log", stamp.to_string()])
-        .await?
-        .expect("versionstamped key");
-    assert_eq!(log.versionstamp, stamp);
-    Ok(())
+    basic::mutations_see_each_other_in_order(&Sqlite).await
 }

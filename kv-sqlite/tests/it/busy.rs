@@ -6,11 +6,11 @@ use std::time::Duration;
 use kv_core::{Error, Kv, KvValue, key};
 use kv_sqlite::SqliteConfig;
 
-use crate::{TempDb, TestResult};
+use crate::{TestResult, raw, temp_db};
 
 #[tokio::test]
 async fn a_held_write_lock_makes_commits_unavailable() -> TestResult {
-    let db = TempDb::new()?;
+    let db = temp_db()?;
     let kv = Kv::new(
         SqliteConfig::new(db.path())
             .with_busy_timeout(Duration::from_millis(20))
@@ -18,7 +18,7 @@ async fn a_held_write_lock_makes_commits_unavailable() -> TestResult {
     );
     let stamp = kv.set(key!["a"], KvValue::U64(1)).await?;
 
-    let other = db.raw()?;
+    let other = raw(&db)?;
     other.execute_batch("begin immediate; insert into kv (k, v, v_encoding, version) values (x'0262', x'00', 3, 99);")?;
     let err = kv
         .set(key!["b"], KvValue::U64(2))

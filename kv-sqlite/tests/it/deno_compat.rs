@@ -1,9 +1,10 @@
 //! The file layout is Deno's own (migration version 3): files Deno wrote
 //! open here, and what kv writes is stored the way Deno stores it.
 
+use kv_conformance::durable::TempDb;
 use kv_core::{Error, KvValue, SetOptions, Versionstamp, key};
 
-use crate::{TempDb, TestResult};
+use crate::{TestResult, raw, temp_db};
 
 /// The schema Deno 2.9.6 leaves in a fresh file, as `sqlite_master` shows it.
 const DENO_SCHEMA: &str = "
@@ -17,7 +18,7 @@ CREATE INDEX kv_expiration_ms_idx on kv (expiration_ms);
 
 /// Writes a file the way Deno would have: schema, counter 9 and one V8 row.
 fn deno_file(db: &TempDb) -> anyhow::Result<()> {
-    let raw = db.raw()?;
+    let raw = raw(db)?;
     raw.pragma_update(None, "journal_mode", "wal")?;
     raw.execute_batch(DENO_SCHEMA)?;
     raw.execute_batch(
@@ -31,7 +32,7 @@ fn deno_file(db: &TempDb) -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn reads_a_deno_file_and_continues_its_counter() -> TestResult {
-    let db = TempDb::new()?;
+    let db = temp_db()?;
     deno_file(&db)?;
     let kv = db.kv()?;
     let a = kv.get(key!["a"]).await?.expect("Deno's row");
@@ -42,7 +43,7 @@ async fn reads_a_deno_file_and_continues_its_counter() -> TestResult {
     assert_eq!(stamp, "000000000000000a0000".parse::<Versionstamp>()?);
     kv.close().await;
 
-    let raw = db.raw()?;
+    let raw = raw(&db)?;
     let counter: i64 = raw.query_row("select version from data_version where k = 0", [], |r| {
         r.get(0)
     })?;
@@ -54,7 +55,7 @@ async fn reads_a_deno_file_and_continues_its_counter() -> TestResult {
 
 #[tokio::test]
 async fn stores_rows_the_way_deno_does() -> TestResult {
-    let db = TempDb::new()?;
+    let db = temp_db()?;
     let kv = db.kv()?;
     let u = kv.set(key!["u"], KvValue::U64(0x0102)).await?;
     kv.set(key!["bytes"], KvValue::Bytes(vec![1, 2, 3])).await?;
@@ -64,7 +65,7 @@ async fn stores_rows_the_way_deno_does() -> TestResult {
     kv.set_with(key!["ttl"], KvValue::U64(1), options).await?;
     kv.close().await;
 
-    let raw = db.raw()?;
+    let raw = raw(&db)?;
     let mode: String = raw.query_row("pragma journal_mode", [], |r| r.get(0))?;
     assert_eq!(mode, "wal");
     let migration: (i64, i64) =
@@ -107,10 +108,9 @@ async fn stores_rows_the_way_deno_does() -> TestResult {
 
 #[tokio::test]
 async fn refuses_other_schema_versions() -> TestResult {
-    let db = TempDb::new()?;
+    let db = temp_db()?;
     deno_file(&db)?;
-    db.raw()?
-        .execute("update migration_state set version = 4 where k = 0", [])?;
+    raw(&db)?.execute("update migration_state set version = 4 where k = 0", [])?;
     let err = db.kv().expect_err("version 4 must be refused");
     let err = err.downcast::<Error>()?;
     assert!(matches!(err, Error::Backend { .. }), "{err:?}");

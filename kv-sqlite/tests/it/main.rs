@@ -1,4 +1,7 @@
 //! Integration tests of the SQLite backend, one binary with a module per area.
+//!
+//! The tests every file backend shares live in `kv_conformance::durable`;
+//! the modules here name them for SQLite and add SQLite's own.
 
 mod basic;
 mod busy;
@@ -9,66 +12,74 @@ mod group_commit;
 mod perf;
 mod watch;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use kv_core::{Clock, Kv};
-use kv_sqlite::{SqliteBackend, SqliteConfig};
+use kv_conformance::durable::{FileBackend, OpenOptions, RawFile, TempDb};
+use kv_core::Backend;
+use kv_sqlite::SqliteConfig;
 
 /// What every test returns.
 type TestResult = anyhow::Result<()>;
 
-/// A database file in a fresh temporary directory, removed on drop.
-struct TempDb {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
+/// The SQLite backend as the shared tests see it.
+struct Sqlite;
 
-impl TempDb {
-    fn new() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("kv.sqlite3");
-        Ok(TempDb { _dir: dir, path })
+impl FileBackend for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
     }
 
-    fn path(&self) -> &Path {
-        &self.path
+    fn file_name(&self) -> &'static str {
+        "kv.sqlite3"
     }
 
-    /// Opens the file as a backend.
-    fn backend(&self) -> anyhow::Result<SqliteBackend> {
-        Ok(SqliteBackend::open(&self.path)?)
+    fn open(&self, path: &Path, options: &OpenOptions) -> kv_core::Result<Arc<dyn Backend>> {
+        let mut config = SqliteConfig::new(path);
+        if let Some(clock) = &options.clock {
+            config = config.with_clock(clock.clone());
+        }
+        if let Some(n) = options.max_batch {
+            config = config.with_max_batch(n);
+        }
+        Ok(Arc::new(config.open()?))
     }
 
-    /// Opens the file behind a `Kv`.
-    fn kv(&self) -> anyhow::Result<Kv> {
-        Ok(Kv::new(self.backend()?))
+    fn inspect(&self, path: &Path) -> anyhow::Result<RawFile> {
+        let raw = rusqlite::Connection::open(path)?;
+        let check: String = raw.query_row("pragma integrity_check", [], |r| r.get(0))?;
+        let counter: i64 =
+            raw.query_row("select version from data_version where k = 0", [], |r| {
+                r.get(0)
+            })?;
+        let keys: i64 = raw.query_row("select count(*) from kv", [], |r| r.get(0))?;
+        let expirations = raw
+            .prepare("select k, expiration_ms from kv where expiration_ms >= 0")?
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+            .collect::<Result<_, _>>()?;
+        Ok(RawFile {
+            integrity_ok: check == "ok",
+            counter: counter as u64,
+            keys: keys as u64,
+            expirations,
+        })
     }
 
-    /// Opens the file with `clock` used both for expiry decisions and for
-    /// computing expiry times.
-    fn kv_with_clock(&self, clock: Arc<dyn Clock>) -> anyhow::Result<Kv> {
-        let backend = SqliteConfig::new(&self.path)
-            .with_clock(clock.clone())
-            .open()?;
-        Ok(Kv::new(backend).with_clock(clock))
-    }
-
-    /// Whether the write-ahead log exists; SQLite removes it when the last
-    /// connection to the file closes.
-    fn wal_exists(&self) -> bool {
-        let mut wal = self.path.clone().into_os_string();
+    /// SQLite removes the write-ahead log when the last connection to the
+    /// file closes.
+    fn is_held(&self, path: &Path) -> anyhow::Result<bool> {
+        let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
-        Path::new(&wal).exists()
-    }
-
-    /// A plain rusqlite connection to inspect the file.
-    fn raw(&self) -> anyhow::Result<rusqlite::Connection> {
-        Ok(rusqlite::Connection::open(&self.path)?)
+        Ok(Path::new(&wal).try_exists()?)
     }
 }
 
-/// Whether the slow variants of tests should run.
-fn slow() -> bool {
-    std::env::var("KV_SLOW_TESTS").is_ok_and(|v| v == "1")
+/// A fresh SQLite file.
+fn temp_db() -> anyhow::Result<TempDb> {
+    TempDb::new(&Sqlite)
+}
+
+/// A plain rusqlite connection to inspect `db`.
+fn raw(db: &TempDb) -> anyhow::Result<rusqlite::Connection> {
+    Ok(rusqlite::Connection::open(db.path())?)
 }

@@ -2,32 +2,14 @@
 //! short version by default and a longer one with `KV_SLOW_TESTS=1`; use
 //! `cargo test --release -p kv-sqlite perf -- --nocapture` to read them.
 
-use std::time::Instant;
+use kv_conformance::durable::{perf, slow};
 
-use kv_core::{KvValue, key};
+use crate::{Sqlite, TestResult};
 
-use crate::{TempDb, TestResult, slow};
-
-/// Sequential gets, reported as the best of several rounds (the machine may
-/// be shared).
+/// Sequential gets, reported as the best of several rounds.
 async fn get_rate(label: &str) -> TestResult {
-    let db = TempDb::new()?;
-    let kv = db.kv()?;
-    for i in 0..100u64 {
-        kv.set(key!["k", i], KvValue::U64(i)).await?;
-    }
     let (rounds, n) = if slow() { (20, 10_000) } else { (2, 2_000) };
-    let mut best = 0f64;
-    for _ in 0..rounds {
-        let start = Instant::now();
-        for i in 0..n {
-            let entry = kv.get(key!["k", i % 100]).await?;
-            assert!(entry.is_some());
-        }
-        best = best.max(f64::from(n) / start.elapsed().as_secs_f64());
-    }
-    eprintln!("{label}: sequential gets, best of {rounds} x {n}: {best:.0}/s");
-    Ok(())
+    perf::get_rate(&Sqlite, label, rounds, n).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,30 +29,5 @@ fn sequential_get_rate_block_on() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commit_rate() -> TestResult {
-    let db = TempDb::new()?;
-    let kv = db.kv()?;
-    let writers = 64u64;
-    let per_writer = if slow() { 500 } else { 20 };
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let kv = kv.clone();
-            tokio::spawn(async move {
-                for i in 0..per_writer {
-                    kv.set(key!["w", w, i], KvValue::U64(i)).await?;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
-    }
-    let elapsed = start.elapsed();
-    let n = writers * per_writer;
-    eprintln!(
-        "{n} durable commits by {writers} writers in {elapsed:?}: {:.0}/s",
-        n as f64 / elapsed.as_secs_f64()
-    );
-    Ok(())
+    perf::commit_rate(&Sqlite, 256, if slow() { 500 } else { 20 }).await
 }

@@ -4,46 +4,22 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use kv_conformance::durable::watch;
 use kv_core::{KvValue, key};
 
-use crate::{TempDb, TestResult};
+use crate::{Sqlite, TestResult, temp_db};
 
 /// How soon another connection's commit must reach a watcher.
 const CROSS_PROCESS_LATENCY: Duration = Duration::from_millis(100);
 
 #[tokio::test]
 async fn watch_sees_own_commits_and_ends_on_close() -> TestResult {
-    let db = TempDb::new()?;
-    let kv = db.kv()?;
-    let mut watch = Box::pin(kv.watch(&[key!["a"], key!["b"]])?);
-    let first = watch.next().await.expect("first snapshot")?;
-    assert_eq!(first, vec![None, None]);
-
-    let stamp = kv.set(key!["b"], KvValue::U64(1)).await?;
-    let next = tokio::time::timeout(Duration::from_secs(1), watch.next())
-        .await?
-        .expect("open")?;
-    assert_eq!(next[0], None);
-    let b = next[1].as_ref().expect("b was set");
-    assert_eq!((b.value.clone(), b.versionstamp), (KvValue::U64(1), stamp));
-
-    // Unrelated keys do not produce snapshots; a change of "a" does.
-    kv.set(key!["c"], KvValue::U64(1)).await?;
-    kv.delete(key!["b"]).await?;
-    let next = tokio::time::timeout(Duration::from_secs(1), watch.next())
-        .await?
-        .expect("open")?;
-    assert_eq!(next, vec![None, None]);
-
-    kv.close().await;
-    let end = tokio::time::timeout(Duration::from_secs(1), watch.next()).await?;
-    assert!(end.is_none(), "the stream ends on close, got {end:?}");
-    Ok(())
+    watch::watch_sees_own_commits_and_ends_on_close(&Sqlite).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_sees_other_connections_within_100ms() -> TestResult {
-    let db = TempDb::new()?;
+    let db = temp_db()?;
     let watcher = db.kv()?;
     let other = db.kv()?;
     let mut watch = Box::pin(watcher.watch(&[key!["shared"]])?);
