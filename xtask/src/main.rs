@@ -44,11 +44,14 @@ commands:
   bench embedded [--workload NAME]
                               kv (SQLite) against Deno KV, in-process on files
   etcd [ARGS..]               start a 3-member etcd cluster on loopback ports, run the
-                              conformance suite's etcd target on it, stop it
-  etcd test | etcd bench [--workload NAME] [--scale F]
-                              kv-etcd's fault tests (RTO printed) | the bench workloads on etcd
-  consistency [ARGS..]        record and check histories on every backend (20x8x200 and
-                              kill -9 faults); ARGS go to kv-consistency
+                              conformance suite's etcd target on it, stop it; then
+                              `etcd consistency` on a fresh cluster
+  etcd test | etcd consistency [ARGS..] | etcd bench [--workload NAME] [--scale F]
+                              kv-etcd's fault tests (RTO printed) | histories with the leader
+                              killed (also part of `etcd`) | the bench workloads on etcd
+  consistency [ARGS..]        record and check histories on every backend (20x8x200, and
+                              8 histories each with a slow disk, kill -9 of kv serve,
+                              client processes); ARGS go to kv-consistency
   clients                     real Deno, Node (@deno/kv) and Python (denokv) clients
                               against a real kv serve process
   crash                       kv-sqlite crash test, N rounds (env N, default 200)
