@@ -53,8 +53,7 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    const USAGE: &str =
-        "usage: kv-bench --path FILE [--workload NAME|all] [--backend sqlite|redb|memory] [--scale F]";
+    const USAGE: &str = "usage: kv-bench --path FILE [--workload NAME|all] [--backend sqlite|redb|memory] [--scale F]";
     let mut args = Args {
         path: None,
         workload: "all".into(),
