@@ -4,12 +4,13 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 
-use futures::StreamExt;
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 
 use crate::Result;
-use crate::backend::{RawEntry, WatchStream};
+use crate::backend::{Backend, Consistency, RawEntry, ReadRange, WatchStream};
+use crate::memory::point_range;
 
 type Subscriber = (Option<HashSet<Vec<u8>>>, mpsc::Sender<()>);
 
@@ -153,4 +154,28 @@ pub fn watch_stream(subscription: Subscription, read: ReadKeys) -> WatchStream {
         }
     })
     .boxed()
+}
+
+/// `Backend::watch` for a backend whose commits notify `hub` with the keys
+/// they wrote: a [`watch_stream`] that re-reads `keys` through `backend`'s
+/// own strongly consistent `snapshot_read`, so it sees exactly what a read
+/// would. The file backends share it; the read runs wherever `backend`
+/// runs its reads.
+pub fn watch_keys<B>(hub: &WatchHub, backend: &B, keys: Vec<Vec<u8>>) -> WatchStream
+where
+    B: Backend + Clone,
+{
+    let subscription = hub.subscribe(Some(keys.clone()));
+    let ranges: Arc<[ReadRange]> = keys.iter().map(|k| point_range(k)).collect();
+    let backend = backend.clone();
+    let read: ReadKeys = Arc::new(move || {
+        let backend = backend.clone();
+        let ranges = ranges.to_vec();
+        async move {
+            let results = backend.snapshot_read(ranges, Consistency::Strong).await?;
+            Ok(results.into_iter().map(|mut r| r.pop()).collect())
+        }
+        .boxed()
+    });
+    watch_stream(subscription, read)
 }

@@ -72,13 +72,10 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use crossbeam_channel::Sender;
-use futures::FutureExt;
 use futures::channel::oneshot;
 use kv_core::backend::{AtomicWrite, RawEntry, ReadRange, WatchStream};
-use kv_core::watch::{WatchHub, watch_stream};
-use kv_core::{
-    Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock, point_range,
-};
+use kv_core::watch::{WatchHub, watch_keys};
+use kv_core::{Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock};
 
 use crate::error::BACKEND;
 pub use crate::error::RedbError;
@@ -305,19 +302,7 @@ impl Backend for RedbBackend {
     }
 
     fn watch(&self, keys: Vec<Vec<u8>>) -> WatchStream {
-        let subscription = self.inner.hub.subscribe(Some(keys.clone()));
-        let ranges: Arc<[ReadRange]> = keys.iter().map(|k| point_range(k)).collect();
-        let this = self.clone();
-        let read = Arc::new(move || {
-            let this = this.clone();
-            let ranges = ranges.to_vec();
-            async move {
-                let results = this.snapshot_read(ranges, Consistency::Strong).await?;
-                Ok(results.into_iter().map(|mut r| r.pop()).collect())
-            }
-            .boxed()
-        });
-        watch_stream(subscription, read)
+        watch_keys(&self.inner.hub, self, keys)
     }
 
     async fn close(&self) {
