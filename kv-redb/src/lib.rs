@@ -7,9 +7,12 @@
 //!   its own versionstamp and its own failure: it is evaluated against the
 //!   pending changes of the group's earlier writes, and only a write whose
 //!   checks and mutations all succeeded adds its changes to the group.
-//! - **Reads** go to a small pool of reader threads; each request is one
-//!   redb read transaction, a consistent snapshot that sees every
-//!   acknowledged commit.
+//! - **Reads**: each request is one redb read transaction, a consistent
+//!   snapshot that sees every acknowledged commit. Small reads (at most
+//!   [`INLINE_READ_ENTRIES`] entries: point gets, `getMany`, short lists)
+//!   run at once on the caller's thread, which costs less than the two
+//!   thread hand-offs of a reader thread; larger ones go to a small pool of
+//!   reader threads.
 //! - **Durability**: a commit is acknowledged only after redb's `commit`
 //!   returned with immediate durability.
 //! - **Expiry**: expired keys are hidden from reads and checks at once and
@@ -21,8 +24,8 @@
 //!   [`RedbError::AlreadyOpen`] (inside [`kv_core::Error::Backend`]).
 //!   Share one [`RedbBackend`] instead; clones are cheap.
 //!
-//! No async runtime is needed; blocking redb calls never run on the caller's
-//! executor.
+//! No async runtime is needed. Commits and large reads never run on the
+//! caller's executor; only the short inline reads do.
 //!
 //! # File format
 //!
@@ -84,6 +87,10 @@ use crate::writer::{WriteRequest, Writer};
 
 /// Reader threads.
 const READERS: usize = 2;
+
+/// The most entries a read may ask for (summed over its ranges) and still
+/// run on the caller's thread.
+pub const INLINE_READ_ENTRIES: u32 = 16;
 
 /// The default for [`RedbConfig::with_max_batch`].
 const DEFAULT_MAX_BATCH: usize = 256;
@@ -147,6 +154,7 @@ impl RedbConfig {
             return Err(Error::InvalidArgument("Filename cannot be empty".into()));
         }
         let db = Arc::new(store::open(&self.path)?);
+        let inline_db = db.clone();
         let (write_tx, write_rx) = crossbeam_channel::unbounded();
         let (read_tx, read_rx) = crossbeam_channel::unbounded();
         let hub = WatchHub::new();
@@ -156,7 +164,9 @@ impl RedbConfig {
             channels: RwLock::new(Some(Channels {
                 writer: write_tx,
                 reader: read_tx,
+                db: inline_db,
             })),
+            clock: self.clock.clone(),
             workers: Mutex::new(Vec::new()),
         });
         // On an error below, dropping `inner` stops the threads started so
@@ -193,12 +203,15 @@ struct Inner {
     hub: WatchHub,
     /// `None` once closed. Dropping the senders is what stops the threads.
     channels: RwLock<Option<Channels>>,
+    clock: Arc<dyn Clock>,
     workers: Mutex<Vec<Worker>>,
 }
 
 struct Channels {
     writer: Sender<WriteRequest>,
     reader: Sender<ReadRequest>,
+    /// For inline reads; here so that closing releases the file.
+    db: Arc<redb::Database>,
 }
 
 struct Worker {
@@ -229,6 +242,20 @@ impl Inner {
         let channels = self.channels();
         let channels = channels.as_ref().ok_or(Error::Closed)?;
         channels.writer.send(request).map_err(|_| Error::Closed)
+    }
+
+    /// Runs a small read on the caller's thread; `None` sends it to the
+    /// reader threads instead.
+    fn read_inline(&self, ranges: &[ReadRange]) -> Option<Result<Vec<Vec<RawEntry>>>> {
+        let wanted: u64 = ranges.iter().map(|r| u64::from(r.limit)).sum();
+        if wanted > u64::from(INLINE_READ_ENTRIES) {
+            return None;
+        }
+        let db = match self.channels().as_ref() {
+            Some(channels) => channels.db.clone(),
+            None => return Some(Err(Error::Closed)),
+        };
+        Some(store::read_ranges(&db, ranges, self.clock.now_ms()).map_err(Into::into))
     }
 
     fn send_read(&self, request: ReadRequest) -> Result<()> {
@@ -284,6 +311,9 @@ impl Backend for RedbBackend {
         ranges: Vec<ReadRange>,
         _consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>> {
+        if let Some(result) = self.inner.read_inline(&ranges) {
+            return result;
+        }
         let (reply, result) = oneshot::channel();
         self.inner.send_read(ReadRequest { ranges, reply })?;
         result.await.map_err(|_| Error::Closed)?

@@ -303,3 +303,55 @@ pub async fn enqueue_is_unsupported(b: &'static dyn FileBackend) -> anyhow::Resu
         Ok(outcome) => anyhow::bail!("an enqueue was accepted: {outcome:?}"),
     }
 }
+
+/// Small reads from many threads at once — more than the backend has
+/// inline read connections, so some take its reader threads — while a
+/// counter is incremented: every read sees a committed value, never one
+/// older than a value the same reader saw before, and the last read sees
+/// the final count.
+///
+/// # Errors
+/// When a read goes back in time, a step fails, or the count is wrong.
+pub fn small_reads_from_many_threads_agree(b: &'static dyn FileBackend) -> anyhow::Result<()> {
+    let db = TempDb::new(b)?;
+    let kv = db.kv()?;
+    futures::executor::block_on(kv.set(key!["n"], KvValue::U64(0)))?;
+    let writes = 200u64;
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let writer = scope.spawn(|| -> anyhow::Result<()> {
+            for _ in 0..writes {
+                futures::executor::block_on(kv.atomic().sum(key!["n"], 1).commit())?;
+            }
+            Ok(())
+        });
+        let readers: Vec<_> = (0..8)
+            .map(|reader| {
+                let kv = &kv;
+                scope.spawn(move || -> anyhow::Result<()> {
+                    let mut last = 0;
+                    for _ in 0..300 {
+                        let entry =
+                            futures::executor::block_on(kv.get(key!["n"]))?.context("n was set")?;
+                        let KvValue::U64(n) = entry.value else {
+                            anyhow::bail!("n holds {:?}", entry.value);
+                        };
+                        ensure!(n >= last, "reader {reader} read {n} after {last}");
+                        last = n;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for r in readers {
+            r.join()
+                .map_err(|_| anyhow::anyhow!("a reader panicked"))??;
+        }
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer panicked"))?
+    })?;
+    let last = futures::executor::block_on(kv.get(key!["n"]))?.map(|e| e.value);
+    ensure!(last == Some(KvValue::U64(writes)), "final count {last:?}");
+    futures::executor::block_on(kv.close());
+    Ok(())
+}

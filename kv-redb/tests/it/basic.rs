@@ -37,6 +37,11 @@ async fn close_is_idempotent_and_final() -> TestResult {
 }
 
 #[test]
+fn small_reads_from_many_threads_agree() -> TestResult {
+    basic::small_reads_from_many_threads_agree(&Redb)
+}
+
+#[test]
 fn works_without_a_runtime() -> TestResult {
     let db = temp_db()?;
     basic::works_without_a_runtime(Kv::new(RedbBackend::open(db.path())?))

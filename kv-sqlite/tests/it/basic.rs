@@ -32,6 +32,11 @@ async fn close_is_idempotent_and_final() -> TestResult {
 }
 
 #[test]
+fn small_reads_from_many_threads_agree() -> TestResult {
+    basic::small_reads_from_many_threads_agree(&Sqlite)
+}
+
+#[test]
 fn works_without_a_runtime() -> TestResult {
     basic::works_without_a_runtime(Kv::new(SqliteBackend::open_in_memory()?))
 }
