@@ -14,7 +14,8 @@
 //!   reader thread costs. Larger reads, and small ones when both inline
 //!   connections are busy, go to a pool of reader threads.
 //! - **Durability**: WAL with `synchronous = FULL`; a commit is acknowledged
-//!   only after SQLite's `COMMIT` returned.
+//!   only after SQLite's `COMMIT` returned. A checkpointer thread copies the
+//!   WAL into the database file in the background, so commits only append.
 //! - **Expiry**: expired rows are hidden from reads and checks at once and
 //!   deleted by a sweep on the writer thread soon after.
 //! - **Watch** sees commits of this handle at once and commits of other
@@ -50,6 +51,7 @@
 //! # }).unwrap();
 //! ```
 
+mod checkpoint;
 mod error;
 mod reader;
 mod schema;
@@ -168,6 +170,11 @@ impl SqliteConfig {
             return Err(Error::InvalidArgument("Filename cannot be empty".into()));
         }
         let writer_conn = schema::open_writer(self.path.as_deref(), self.busy_timeout)?;
+        let checkpointer = match &self.path {
+            Some(path) => Some(schema::open_checkpointer(path, self.busy_timeout)?),
+            None => None,
+        };
+        let (commits_tx, commits_rx) = crossbeam_channel::bounded(1);
         let open_readers = |n: usize| match &self.path {
             Some(path) => (0..n)
                 .map(|_| schema::open_reader(path, self.busy_timeout))
@@ -201,8 +208,14 @@ impl SqliteConfig {
             self.clock.clone(),
             self.max_batch,
             self.path.is_some(),
+            checkpointer.is_some().then_some(commits_tx),
         );
         inner.spawn("kv-sqlite-writer".into(), move || writer.run())?;
+        if let Some(conn) = checkpointer {
+            inner.spawn("kv-sqlite-checkpoint".into(), move || {
+                checkpoint::run(conn, commits_rx)
+            })?;
+        }
         for (i, conn) in reader_conns.into_iter().enumerate() {
             let rx = read_rx.clone();
             let clock = self.clock.clone();

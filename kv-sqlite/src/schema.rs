@@ -81,7 +81,28 @@ pub(crate) fn open_writer(
     if synchronous != 2 {
         return Err(SqliteError::NotDurable(synchronous));
     }
+    if path.is_some() {
+        // The checkpointer thread copies the WAL back; this is its backstop.
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            crate::checkpoint::WRITER_BACKSTOP_PAGES,
+        )?;
+    }
     init_schema(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens the checkpointer's connection to an existing file.
+pub(crate) fn open_checkpointer(
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<Connection, SqliteError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy_timeout)?;
     Ok(conn)
 }
 

@@ -52,6 +52,8 @@ pub(crate) struct Writer {
     max_batch: usize,
     /// Whether other connections may share the file (false in memory).
     poll_others: bool,
+    /// Tells the checkpointer thread that a batch committed (file only).
+    committed: Option<crossbeam_channel::Sender<()>>,
     data_version: Option<i64>,
     next_poll: Instant,
     next_expiry: Option<u64>,
@@ -66,6 +68,7 @@ impl Writer {
         clock: Arc<dyn Clock>,
         max_batch: usize,
         poll_others: bool,
+        committed: Option<crossbeam_channel::Sender<()>>,
     ) -> Self {
         Writer {
             conn,
@@ -74,6 +77,7 @@ impl Writer {
             clock,
             max_batch: max_batch.max(1),
             poll_others,
+            committed,
             data_version: None,
             next_poll: Instant::now(),
             next_expiry: Some(0),
@@ -211,6 +215,10 @@ impl Writer {
                 return;
             }
         };
+        if let Some(committed) = &self.committed {
+            // Full means a wake-up is pending already.
+            let _ = committed.try_send(());
+        }
         let mut changed: Vec<Vec<u8>> = Vec::new();
         for (WriteRequest { write, reply }, outcome) in writes.into_iter().zip(outcomes) {
             if matches!(outcome, Ok(CommitOutcome::Committed { .. })) {

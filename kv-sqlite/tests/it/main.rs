@@ -5,6 +5,7 @@
 
 mod basic;
 mod busy;
+mod checkpoint;
 mod crash;
 mod deno_compat;
 mod expiry;
