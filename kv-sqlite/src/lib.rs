@@ -174,7 +174,7 @@ impl SqliteConfig {
             Some(path) => Some(schema::open_checkpointer(path, self.busy_timeout)?),
             None => None,
         };
-        let (commits_tx, commits_rx) = crossbeam_channel::bounded(1);
+        let (notifier, rounds) = checkpoint::channel();
         let open_readers = |n: usize| match &self.path {
             Some(path) => (0..n)
                 .map(|_| schema::open_reader(path, self.busy_timeout))
@@ -208,12 +208,12 @@ impl SqliteConfig {
             self.clock.clone(),
             self.max_batch,
             self.path.is_some(),
-            checkpointer.is_some().then_some(commits_tx),
+            checkpointer.is_some().then_some(notifier),
         );
         inner.spawn("kv-sqlite-writer".into(), move || writer.run())?;
         if let Some(conn) = checkpointer {
             inner.spawn("kv-sqlite-checkpoint".into(), move || {
-                checkpoint::run(conn, commits_rx)
+                checkpoint::run(conn, rounds)
             })?;
         }
         for (i, conn) in reader_conns.into_iter().enumerate() {

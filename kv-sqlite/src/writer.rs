@@ -53,7 +53,7 @@ pub(crate) struct Writer {
     /// Whether other connections may share the file (false in memory).
     poll_others: bool,
     /// Tells the checkpointer thread that a batch committed (file only).
-    committed: Option<crossbeam_channel::Sender<()>>,
+    committed: Option<crate::checkpoint::Notifier>,
     data_version: Option<i64>,
     next_poll: Instant,
     next_expiry: Option<u64>,
@@ -68,7 +68,7 @@ impl Writer {
         clock: Arc<dyn Clock>,
         max_batch: usize,
         poll_others: bool,
-        committed: Option<crossbeam_channel::Sender<()>>,
+        committed: Option<crate::checkpoint::Notifier>,
     ) -> Self {
         Writer {
             conn,
@@ -216,8 +216,7 @@ impl Writer {
             }
         };
         if let Some(committed) = &self.committed {
-            // Full means a wake-up is pending already.
-            let _ = committed.try_send(());
+            committed.committed();
         }
         let mut changed: Vec<Vec<u8>> = Vec::new();
         for (WriteRequest { write, reply }, outcome) in writes.into_iter().zip(outcomes) {
