@@ -126,6 +126,22 @@ impl History {
         self.ops.len()
     }
 
+    /// The commits whose outcome the client never learned.
+    pub fn unknown_commits(&self) -> usize {
+        self.ops
+            .iter()
+            .filter(|op| {
+                matches!(
+                    op.kind,
+                    OpKind::Commit {
+                        outcome: Outcome::Unknown,
+                        ..
+                    }
+                )
+            })
+            .count()
+    }
+
     /// Whether there are no operations.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()

@@ -9,7 +9,6 @@ use kv::{Backend, Kv};
 
 use crate::etcd::{EtcdCluster, inject_leader_kills};
 use crate::faults::{FaultCounts, KvServe, Proxy, SlowBackend};
-use crate::history::{OpKind, Outcome};
 use crate::recorder::{Clock, Workload, open_bank, record};
 use crate::staleness::{Staleness, measure};
 use crate::wire::from_line;
@@ -25,7 +24,7 @@ pub enum Target {
     Memory,
     /// A SQLite file.
     Sqlite,
-    /// A SQLite file behind [`SlowBackend`](crate::faults::SlowBackend):
+    /// A SQLite file behind [`SlowBackend`]:
     /// random delays around every call and stalls longer than the clients'
     /// timeout.
     SlowSqlite,
@@ -162,19 +161,7 @@ pub async fn run(
         };
         summary.histories += 1;
         summary.operations += history.len();
-        summary.unknown += history
-            .ops
-            .iter()
-            .filter(|op| {
-                matches!(
-                    op.kind,
-                    OpKind::Commit {
-                        outcome: Outcome::Unknown,
-                        ..
-                    }
-                )
-            })
-            .count();
+        summary.unknown += history.unknown_commits();
         let (history, violations, staleness) = tokio::task::spawn_blocking(move || {
             let violations = check(&history);
             let staleness = measure(&history).0;

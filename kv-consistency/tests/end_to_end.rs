@@ -13,7 +13,7 @@ use kv::{Kv, MemoryBackend, Versionstamp};
 use kv_consistency::faults::SlowBackend;
 use kv_consistency::recorder::Workload;
 use kv_consistency::run::{Target, run};
-use kv_consistency::{OpKind, Outcome, ViolationKind, check, record};
+use kv_consistency::{ViolationKind, check, record};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -229,19 +229,7 @@ async fn a_slow_disk_leaves_unknown_outcomes_that_check_out() -> TestResult {
         .with_ops_per_client(40)
         .with_op_timeout(std::time::Duration::from_millis(20));
     let history = record(vec![kv; 4], &workload).await?;
-    let unknown = history
-        .ops
-        .iter()
-        .filter(|op| {
-            matches!(
-                op.kind,
-                OpKind::Commit {
-                    outcome: Outcome::Unknown,
-                    ..
-                }
-            )
-        })
-        .count();
+    let unknown = history.unknown_commits();
     assert!(slow.stalls() > 10, "{} stalls", slow.stalls());
     assert!(unknown > 0, "no commit timed out");
     let violations = check(&history);
