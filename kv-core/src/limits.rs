@@ -123,57 +123,27 @@ pub fn check_watch(keys: &[Vec<u8>]) -> Result<()> {
 /// `LimitExceeded` naming the first limit exceeded, `InvalidKey` for empty or
 /// system keys, `InvalidArgument` for malformed queue options.
 pub fn check_write(write: &AtomicWrite) -> Result<()> {
-    check_write_inner(write, false, false, MAX_BACKOFF_INTERVALS)
+    check_write_inner(write, false, MAX_BACKOFF_INTERVALS)
 }
 
 /// [`check_write`] as a server applies it to a commit received from any
-/// client: the same limits, but up to 10 backoff intervals per message, and
-/// every key written, checked or named as a dead-letter key must decode as
-/// a tuple key — bytes that do not would make every later listing across
-/// them fail in Deno's clients.
+/// client: the same limits, but up to 10 backoff intervals per message.
 ///
 /// # Errors
-/// As [`check_write`]; `InvalidKey` for a key that is not well formed.
+/// As [`check_write`].
 pub fn check_received_write(write: &AtomicWrite) -> Result<()> {
-    check_write_inner(write, false, true, MAX_SERVER_BACKOFF_INTERVALS)
+    check_write_inner(write, false, MAX_SERVER_BACKOFF_INTERVALS)
 }
 
 /// [`check_write`] for layers that write the system key space themselves.
 ///
 /// # Errors
-/// As [`check_received_write`], without the system-key rule (keys in the
-/// system key space are the layers' own and need not be tuple keys).
+/// As [`check_write`], without the system-key rule.
 pub fn check_system_write(write: &AtomicWrite) -> Result<()> {
-    check_write_inner(write, true, true, MAX_BACKOFF_INTERVALS)
+    check_write_inner(write, true, MAX_BACKOFF_INTERVALS)
 }
 
-/// Whether a received user key decodes as a tuple key (keys in the system
-/// key space are checked by their own rule).
-fn well_formed(key: &[u8]) -> Result<()> {
-    if key.first() == Some(&SYSTEM_PREFIX) {
-        return Ok(());
-    }
-    crate::key::Key::decode(key)
-        .map(drop)
-        .map_err(|e| Error::InvalidKey(format!("the key bytes are not a valid encoded key: {e}")))
-}
-
-fn check_write_inner(
-    write: &AtomicWrite,
-    allow_system: bool,
-    decode_keys: bool,
-    max_backoff: usize,
-) -> Result<()> {
-    let check_key = |key: &[u8]| -> Result<()> {
-        check_write_key(key)?;
-        if !allow_system {
-            no_system(key)?;
-        }
-        if decode_keys {
-            well_formed(key)?;
-        }
-        Ok(())
-    };
+fn check_write_inner(write: &AtomicWrite, allow_system: bool, max_backoff: usize) -> Result<()> {
     check_size(Limit::Checks, MAX_CHECKS, write.checks.len())?;
     check_size(
         Limit::Mutations,
@@ -183,11 +153,17 @@ fn check_write_inner(
     let mut total = 0usize;
     let mut key_total = 0usize;
     for c in &write.checks {
-        check_key(&c.key)?;
+        check_write_key(&c.key)?;
+        if !allow_system {
+            no_system(&c.key)?;
+        }
         total += c.key.len();
     }
     for m in &write.mutations {
-        check_key(&m.key)?;
+        check_write_key(&m.key)?;
+        if !allow_system {
+            no_system(&m.key)?;
+        }
         total += m.key.len();
         let value = match &m.kind {
             MutationKind::Set { value, .. }
@@ -215,7 +191,10 @@ fn check_write_inner(
             e.keys_if_undelivered.len(),
         )?;
         for k in &e.keys_if_undelivered {
-            check_key(k)?;
+            check_write_key(k)?;
+            if !allow_system {
+                no_system(k)?;
+            }
         }
         if let Some(schedule) = &e.backoff_schedule {
             check_size(Limit::BackoffIntervals, max_backoff, schedule.len())?;
@@ -234,56 +213,4 @@ fn check_write_inner(
     }
     check_size(Limit::TotalMutationSize, MAX_TOTAL_MUTATION_SIZE, total)?;
     check_size(Limit::TotalKeySize, MAX_TOTAL_KEY_SIZE, key_total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::KvValue;
-    use crate::backend::{Check, Mutation, MutationKind};
-
-    fn set(key: Vec<u8>) -> AtomicWrite {
-        AtomicWrite {
-            mutations: vec![Mutation {
-                key,
-                kind: MutationKind::Set {
-                    value: KvValue::Bytes(vec![1]),
-                    expire_at_ms: None,
-                },
-            }],
-            ..AtomicWrite::default()
-        }
-    }
-
-    #[test]
-    fn received_keys_must_decode() {
-        let good = crate::Key::empty()
-            .with("a")
-            .with(1.5)
-            .encode()
-            .expect("encodes");
-        assert!(check_received_write(&set(good.clone())).is_ok());
-        for bad in [vec![0x99], vec![0x02, b'a'], vec![0x02, 0xc3, 0x28, 0x00]] {
-            assert!(
-                matches!(
-                    check_received_write(&set(bad.clone())),
-                    Err(Error::InvalidKey(_))
-                ),
-                "{bad:?} was accepted"
-            );
-            let check = AtomicWrite {
-                checks: vec![Check {
-                    key: bad.clone(),
-                    versionstamp: None,
-                }],
-                ..AtomicWrite::default()
-            };
-            assert!(matches!(
-                check_received_write(&check),
-                Err(Error::InvalidKey(_))
-            ));
-        }
-        // The layers' own records need not be tuple keys.
-        assert!(check_system_write(&set(vec![SYSTEM_PREFIX, b'q', 0x99])).is_ok());
-    }
 }

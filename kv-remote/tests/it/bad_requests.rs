@@ -533,45 +533,6 @@ async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
         .await
     );
     case!(
-        "write of a key with an unknown tag byte",
-        400,
-        s.data(
-            "atomic_write",
-            write(proto::AtomicWrite {
-                mutations: vec![set(vec![0x99, 1, 2], bytes(vec![1]))],
-                ..Default::default()
-            })
-        )
-        .await
-    );
-    case!(
-        "write of a key with an unterminated string part",
-        400,
-        s.data(
-            "atomic_write",
-            write(proto::AtomicWrite {
-                mutations: vec![set(vec![0x02, b'a', b'b'], bytes(vec![1]))],
-                ..Default::default()
-            })
-        )
-        .await
-    );
-    case!(
-        "check of a key with invalid UTF-8",
-        400,
-        s.data(
-            "atomic_write",
-            write(proto::AtomicWrite {
-                checks: vec![proto::Check {
-                    key: vec![0x02, 0xc3, 0x28, 0x00],
-                    versionstamp: vec![]
-                }],
-                ..Default::default()
-            })
-        )
-        .await
-    );
-    case!(
         "check in the system key space",
         400,
         s.data(
