@@ -2,7 +2,9 @@
 //!
 //! - `ci`: the single gate (tools, fmt, clippy, tests, docs, conformance).
 //! - `conformance [ARGS..]`: the conformance suite with a target × area matrix.
-//! - `bench embedded [--workload NAME]`: kv on SQLite against Deno's built-in KV.
+//! - `bench embedded|server|queue|v8`: kv against a peer (Deno's built-in KV,
+//!   V8's own serializer) in the same invocation.
+//! - `fuzz`: libFuzzer on the decoders and the server's request handling.
 //! - `crash`: the kv-sqlite crash test with more rounds (`N`, default 200).
 //! - `tools`: installs the pinned tools (Deno) into `.tools/`.
 //!
@@ -35,14 +37,16 @@ cargo xtask <command>
 
 commands:
   ci [--skip STEP,..]         the single gate: tools, fmt, clippy, test, doc, conformance,
-                              deny (skipped with a note when cargo-deny is not installed)
+                              etcd, clients, consistency, fuzz, deny (skipped with a note
+                              when cargo-deny is not installed)
   conformance [ARGS..]        run the conformance suite (ARGS go to the harness, e.g. a
                               name filter); KV_TEST_URL=<url> runs it against that URL
-  bench server|queue [--scale F]
+  bench server|queue|v8 [--scale F]
                               kv serve under load (and Deno's script against it and
-                              against Deno's local KV); queue latency and throughput
-  bench embedded [--workload NAME]
-                              kv (SQLite) against Deno KV, in-process on files
+                              against Deno's local KV); queue latency and throughput;
+                              the V8 codec beside V8's own (node:v8 in Deno)
+  bench embedded [--workload NAME] [--kv-backend sqlite,redb]
+                              kv on SQLite and redb against Deno KV, in-process on files
   etcd [ARGS..]               start a 3-member etcd cluster on loopback ports, run the
                               conformance suite's etcd target on it, stop it; then
                               `etcd consistency` on a fresh cluster
