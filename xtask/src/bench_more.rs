@@ -1,14 +1,12 @@
 //! `cargo xtask bench server` and `cargo xtask bench queue`.
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
-use crate::conformance::{stop, wait_for_url};
+use crate::serve::Server;
 use crate::{project_root, tools};
 
 fn target_dir() -> PathBuf {
@@ -38,31 +36,17 @@ pub(crate) fn server(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     }
     sh.create_dir(&scratch)?;
     let token = format!("bench-token-{}", std::process::id());
-    let mut child = Command::new(target.join("release").join("kv"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--access-token",
-            &token,
-            "--path",
-        ])
-        .arg(scratch.join("server.sqlite3"))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let stdout = child.stdout.take().context("piped")?;
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let pid = child.id().to_string();
+    let server = Server::start(
+        &target.join("release").join("kv"),
+        [
+            OsStr::new("--path"),
+            scratch.join("server.sqlite3").as_os_str(),
+        ],
+        &token,
+    )?;
+    let pid = server.pid().to_string();
     let result = (|| -> anyhow::Result<()> {
-        let url = wait_for_url(&rx, &mut child)?;
+        let url = &server.url;
         let bench = target.join("release").join("kv-bench-server");
         println!("==> kv's load generator (RemoteBackend) against kv serve at {url}");
         let out = cmd!(
@@ -91,8 +75,7 @@ pub(crate) fn server(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
         println!("{out}");
         Ok(())
     })();
-    let stopped = stop(&mut child);
-    let _ = reader.join();
+    let stopped = server.stop();
     result?;
     stopped
 }

@@ -8,16 +8,14 @@
 //! then a Rust queue listener (`kv listen`) that must receive the messages
 //! the Node and Python clients enqueued, and stops the server with SIGTERM.
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
-use crate::conformance::{stop, wait_for_url};
+use crate::serve::Server;
 use crate::{project_root, tools};
 
 /// Messages the Node (2) and Python (1) smoke tests enqueue.
@@ -54,35 +52,16 @@ pub(crate) fn run(sh: &Shell, _args: &[String]) -> anyhow::Result<()> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let token = format!("clients-{}-{nanos}", std::process::id());
-    let mut child = Command::new(&bin)
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--access-token",
-            &token,
-            "--path",
-        ])
-        .arg(dir.join("clients.sqlite3"))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("spawning {}", bin.display()))?;
-    let stdout = child
-        .stdout
-        .take()
-        .context("the server's stdout is piped")?;
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
+    let server = Server::start(
+        &bin,
+        [
+            OsStr::new("--path"),
+            dir.join("clients.sqlite3").as_os_str(),
+        ],
+        &token,
+    )?;
     let result = (|| -> anyhow::Result<()> {
-        let url = wait_for_url(&rx, &mut child)?;
+        let url = server.url.clone();
         println!("kv serve listening on {url}");
         let _env = [
             sh.push_env("KV_URL", &url),
@@ -121,8 +100,7 @@ pub(crate) fn run(sh: &Shell, _args: &[String]) -> anyhow::Result<()> {
         }
         Ok(())
     })();
-    let stopped = stop(&mut child);
-    let _ = reader.join();
+    let stopped = server.stop();
     result?;
     stopped?;
     println!("\nclients: Deno, Node, Python and the Rust listener passed against kv serve");

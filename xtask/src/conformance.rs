@@ -10,9 +10,8 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use xshell::Shell;
@@ -348,37 +347,15 @@ fn against_server(
         .map(|a| a.replace("{dir}", &dir_str))
         .collect();
 
-    let mut child = Command::new(&bin)
-        .arg("serve")
-        .args(&serve_args)
-        .args(["--addr", "127.0.0.1:0", "--access-token", &token])
-        .env("RUST_LOG", "warn")
-        .env_remove("DENO_KV_ACCESS_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("spawning {}", bin.display()))?;
-    let stdout = child
-        .stdout
-        .take()
-        .context("the server's stdout is piped")?;
-    let (tx, rx) = mpsc::channel::<String>();
-    // Reads (and keeps draining) the server's stdout.
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
+    let server_proc = crate::serve::Server::start(&bin, &serve_args, &token)?;
 
     let result = (|| {
-        let url = wait_for_url(&rx, &mut child)?;
+        let url = &server_proc.url;
         println!("server {} listening on {url}", server.label);
         let status = run_harness(
             harness,
             args,
-            &[("KV_TEST_URL", &url), ("DENO_KV_ACCESS_TOKEN", &token)],
+            &[("KV_TEST_URL", url), ("DENO_KV_ACCESS_TOKEN", &token)],
             Some(server.label),
             matrix,
         )?;
@@ -388,64 +365,10 @@ fn against_server(
         Ok(())
     })();
 
-    let stopped = stop(&mut child);
-    let _ = reader.join();
+    let stopped = server_proc.stop();
     let _ = sh.remove_path(&dir);
     result?;
     stopped
-}
-
-pub(crate) fn wait_for_url(
-    rx: &mpsc::Receiver<String>,
-    child: &mut Child,
-) -> anyhow::Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                if let Some(url) = line.trim().strip_prefix("listening on ") {
-                    return Ok(url.trim().to_owned());
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                bail!("the server printed no `listening on` line within 60 s")
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = child.wait()?;
-                bail!("the server exited with {status} before listening")
-            }
-        }
-    }
-}
-
-/// SIGTERM, then up to 10 s for a clean exit.
-pub(crate) fn stop(child: &mut Child) -> anyhow::Result<()> {
-    if let Some(status) = child.try_wait()? {
-        bail!("the server had already exited with {status}");
-    }
-    let pid = child.id().to_string();
-    let sent = Command::new("kill").args(["-TERM", &pid]).status();
-    if !sent.is_ok_and(|s| s.success()) {
-        let _ = child.kill();
-        let _ = child.wait();
-        bail!("could not send SIGTERM to the server (pid {pid})");
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            if status.success() {
-                return Ok(());
-            }
-            bail!("the server exited with {status} after SIGTERM");
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("the server did not stop within 10 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[cfg(test)]

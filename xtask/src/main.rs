@@ -22,6 +22,7 @@ mod conformance;
 mod consistency;
 mod etcd;
 mod fuzz;
+mod serve;
 mod tools;
 
 #[cfg(test)]
