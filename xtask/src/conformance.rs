@@ -117,6 +117,28 @@ impl Matrix {
 
     /// The matrix as text: one row per area, one column per target, cells
     /// `passed/ran`.
+    /// Prints the matrix, the failed cases and the totals under `title`;
+    /// returns the totals.
+    pub(crate) fn report(&self, title: &str) -> Counts {
+        println!();
+        println!("{title} (passed/ran per target and area):");
+        print!("{}", self.render());
+        if !self.failed.is_empty() {
+            println!();
+            println!("failed cases:");
+            for name in &self.failed {
+                println!("  {name}");
+            }
+        }
+        let total = self.total();
+        println!();
+        println!(
+            "{title}: {} passed, {} failed, {} skipped",
+            total.passed, total.failed, total.ignored
+        );
+        total
+    }
+
     pub(crate) fn render(&self) -> String {
         let targets: Vec<&String> = self.cells.keys().collect();
         let mut areas: Vec<&String> = self.cells.values().flat_map(|a| a.keys()).collect();
@@ -196,22 +218,7 @@ pub(crate) fn run(sh: &Shell, selection: &[&str], args: &[String]) -> anyhow::Re
         }
     }
 
-    println!();
-    println!("conformance matrix (passed/ran per target and area):");
-    print!("{}", matrix.render());
-    if !matrix.failed.is_empty() {
-        println!();
-        println!("failed cases:");
-        for name in &matrix.failed {
-            println!("  {name}");
-        }
-    }
-    let total = matrix.total();
-    println!();
-    println!(
-        "conformance: {} passed, {} failed, {} skipped",
-        total.passed, total.failed, total.ignored
-    );
+    let total = matrix.report("conformance");
 
     if total.failed > 0 {
         problems.push(format!("{} conformance case(s) failed", total.failed));
@@ -231,7 +238,7 @@ pub(crate) fn run(sh: &Shell, selection: &[&str], args: &[String]) -> anyhow::Re
 /// the package folder), echoing all but passing lines and recording results
 /// into `matrix`. With `rename`, the first segment of each case name (the
 /// harness's target) is replaced by it.
-fn run_harness(
+pub(crate) fn run_harness(
     harness: &Path,
     args: &[String],
     envs: &[(&str, &str)],

@@ -20,14 +20,13 @@
 //! - `cargo xtask etcd bench [--workload NAME] [--scale F]`: the kv-bench
 //!   workloads (`kv-etcd/examples/bench.rs`) on a fresh 3-member cluster.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
-use crate::conformance::{Counts, Matrix, Outcome, parse_line};
-use crate::project_root;
+use crate::conformance::{self, Counts, Matrix};
+use crate::{artifacts, project_root};
 
 const USAGE: &str = "usage: cargo xtask etcd [HARNESS ARGS..] | etcd test | etcd consistency [ARGS..] | etcd bench [--workload NAME] [--scale F]";
 
@@ -164,71 +163,27 @@ impl Drop for Cluster {
 
 fn conformance(sh: &Shell, args: &[String]) -> anyhow::Result<Counts> {
     ensure_packages(sh)?;
-    // Build first, so that the cluster is not idle through a long compile.
-    cmd!(
-        sh,
-        "cargo test -p kv-conformance --test conformance --no-run"
-    )
-    .run()
-    .context("building the conformance harness")?;
+    // Build first, so that the cluster is not idle through a long compile;
+    // with ci's package selection, so nothing is rebuilt.
+    let harness = artifacts::test_binary(sh, artifacts::WORKSPACE, "conformance")?;
     let cluster = Cluster::start()?;
     let mut harness_args = vec!["etcd::".to_owned()];
     harness_args.extend(args.iter().cloned());
     let mut matrix = Matrix::default();
-    println!(
-        "$ KV_ETCD_ENDPOINTS={} cargo test -p kv-conformance --test conformance -- {}",
-        cluster.endpoints,
-        harness_args.join(" ")
-    );
-    let mut child = Command::new("cargo")
-        .current_dir(sh.current_dir())
-        .args([
-            "test",
-            "-p",
-            "kv-conformance",
-            "--test",
-            "conformance",
-            "--",
-        ])
-        .args(&harness_args)
-        .env("KV_ETCD_ENDPOINTS", &cluster.endpoints)
-        .env_remove("KV_TEST_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("spawning cargo test")?;
-    let stdout = child.stdout.take().context("the child's stdout is piped")?;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.context("reading the harness output")?;
-        match parse_line(&line) {
-            Some((name, outcome)) => {
-                if outcome != Outcome::Ok {
-                    println!("{line}");
-                }
-                matrix.record(name, outcome);
-            }
-            None => println!("{line}"),
-        }
-    }
-    let status = child.wait().context("waiting for cargo test")?;
+    println!("KV_ETCD_ENDPOINTS={}", cluster.endpoints);
+    let status = conformance::run_harness(
+        &harness,
+        &harness_args,
+        // An empty KV_TEST_URL is unset for the harness.
+        &[
+            ("KV_ETCD_ENDPOINTS", &cluster.endpoints),
+            ("KV_TEST_URL", ""),
+        ],
+        None,
+        &mut matrix,
+    )?;
     drop(cluster);
-
-    println!();
-    println!("etcd conformance (passed/ran per area):");
-    print!("{}", matrix.render());
-    if !matrix.failed.is_empty() {
-        println!();
-        println!("failed cases:");
-        for name in &matrix.failed {
-            println!("  {name}");
-        }
-    }
-    let total = matrix.total();
-    println!();
-    println!(
-        "etcd conformance: {} passed, {} failed, {} skipped",
-        total.passed, total.failed, total.ignored
-    );
+    let total = matrix.report("etcd conformance");
     if total.failed > 0 {
         bail!("{} etcd conformance case(s) failed", total.failed);
     }
