@@ -18,6 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use kv_core::{Key, Kv, KvValue, ListOptions, Selector, key};
 
+/// The allocator of the `kv` binary, so the client side pays what a
+/// server-grade application would.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Workload names, in the order `all` runs them.
 const WORKLOADS: &[&str] = &[
     "set",

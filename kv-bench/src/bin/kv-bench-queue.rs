@@ -15,6 +15,11 @@ use kv_core::{EnqueueOptions, Kv};
 use kv_queue::{Queue, QueueBackend};
 use tokio::sync::mpsc;
 
+/// The allocator of the `kv` binary, so the client side pays what a
+/// server-grade application would.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn pct(lat: &mut [Duration], p: f64) -> f64 {
     lat.sort();
     lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)

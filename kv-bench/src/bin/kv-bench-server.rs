@@ -17,6 +17,11 @@ use futures::StreamExt;
 use kv_core::{Kv, KvValue, ListOptions, Selector, key};
 use kv_remote::RemoteConfig;
 
+/// The allocator of the `kv` binary, so the client side pays what a
+/// server-grade application would.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     url: String,
     token: String,

@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use kv_v8::{JsValue, decode, encode};
 
+/// The allocator of the `kv` binary, so the client side pays what a
+/// server-grade application would.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A record like an application stores: strings, numbers, booleans, a
 /// date, nested objects and arrays; about 1 KiB encoded.
 fn typical_object() -> JsValue {
