@@ -367,7 +367,12 @@ fn truncated() -> Error {
 }
 
 fn unescape(input: &[u8]) -> Result<(Vec<u8>, &[u8]), Error> {
-    let mut out = Vec::new();
+    // Most parts hold no NUL: one scan and one exact copy.
+    let end = input.iter().position(|&b| b == 0).ok_or_else(truncated)?;
+    if input.get(end + 1) != Some(&0xff) {
+        return Ok((input[..end].to_vec(), &input[end + 1..]));
+    }
+    let mut out = Vec::with_capacity(end + 1);
     let mut i = 0;
     while i < input.len() {
         let b = input[i];
@@ -392,6 +397,18 @@ fn take(input: &[u8], n: usize) -> Result<(&[u8], &[u8]), Error> {
     Ok(input.split_at(n))
 }
 
+/// A big-endian magnitude; the common case of at most 8 bytes skips
+/// `BigInt`'s general byte conversion.
+fn magnitude(mag: &[u8]) -> BigInt {
+    if mag.len() <= 8 {
+        let mut word = [0u8; 8];
+        word[8 - mag.len()..].copy_from_slice(mag);
+        BigInt::from(u64::from_be_bytes(word))
+    } else {
+        BigInt::from_bytes_be(Sign::Plus, mag)
+    }
+}
+
 fn decode_part(input: &[u8]) -> Result<(KeyPart, &[u8]), Error> {
     let (&tag, rest) = input.split_first().ok_or_else(truncated)?;
     match tag {
@@ -414,7 +431,7 @@ fn decode_part(input: &[u8]) -> Result<(KeyPart, &[u8]), Error> {
                 ((tag - INT_ZERO) as usize, rest)
             };
             let (mag, rest) = take(rest, len)?;
-            Ok((KeyPart::Int(BigInt::from_bytes_be(Sign::Plus, mag)), rest))
+            Ok((KeyPart::Int(magnitude(mag)), rest))
         }
         NEG_INT_LONG | 0x0c..=0x13 => {
             let (len, rest) = if tag == NEG_INT_LONG {
@@ -425,7 +442,7 @@ fn decode_part(input: &[u8]) -> Result<(KeyPart, &[u8]), Error> {
             };
             let (mag, rest) = take(rest, len)?;
             let mag: Vec<u8> = mag.iter().map(|b| !b).collect();
-            Ok((KeyPart::Int(-BigInt::from_bytes_be(Sign::Plus, &mag)), rest))
+            Ok((KeyPart::Int(-magnitude(&mag)), rest))
         }
         DOUBLE => {
             let (body, rest) = take(rest, 8)?;

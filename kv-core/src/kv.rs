@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -554,7 +554,12 @@ pub struct ListIterator {
     buffer: VecDeque<RawEntry>,
     exhausted: bool,
     pending: Option<BoxFuture<'static, Result<Vec<Vec<RawEntry>>>>>,
-    cursor: Option<String>,
+    /// The cursor the listing resumed from, until an entry is yielded.
+    given_cursor: Option<String>,
+    /// The encoded key of the last entry yielded; its cursor is encoded
+    /// only when asked for (most listings never ask), then kept.
+    last_key: Option<Vec<u8>>,
+    last_cursor: OnceLock<String>,
     done: bool,
     failed: bool,
 }
@@ -563,7 +568,7 @@ impl std::fmt::Debug for ListIterator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ListIterator")
             .field("bounds", &self.bounds)
-            .field("cursor", &self.cursor)
+            .field("cursor", &self.cursor())
             .finish_non_exhaustive()
     }
 }
@@ -582,7 +587,9 @@ impl ListIterator {
             buffer: VecDeque::new(),
             exhausted: false,
             pending: None,
-            cursor: options.cursor.clone().filter(|c| !c.is_empty()),
+            given_cursor: options.cursor.clone().filter(|c| !c.is_empty()),
+            last_key: None,
+            last_cursor: OnceLock::new(),
             done: false,
             failed: false,
         };
@@ -630,7 +637,15 @@ impl ListIterator {
         if self.done && !self.failed {
             return Some("");
         }
-        self.cursor.as_deref()
+        match (&self.last_key, &self.bounds) {
+            // The key was checked to lie under the common prefix when it
+            // was yielded, so encoding it cannot fail.
+            (Some(key), Some(bounds)) => Some(
+                self.last_cursor
+                    .get_or_init(|| bounds.cursor_after(key).unwrap_or_default()),
+            ),
+            _ => self.given_cursor.as_deref(),
+        }
     }
 
     /// Collects every remaining entry.
@@ -687,9 +702,12 @@ impl Stream for ListIterator {
                 }
                 let item = (|| {
                     let bounds = this.bounds.as_ref().expect("bounds are set once listing");
-                    this.cursor = Some(bounds.cursor_after(&raw.key)?);
+                    bounds.check_boundary(&raw.key)?;
+                    let key = Key::decode(&raw.key)?;
+                    this.last_key = Some(raw.key);
+                    this.last_cursor = OnceLock::new();
                     Ok(KvEntry {
-                        key: Key::decode(&raw.key)?,
+                        key,
                         value: raw.value,
                         versionstamp: raw.versionstamp,
                     })

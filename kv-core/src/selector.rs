@@ -149,6 +149,19 @@ impl SelectorBounds {
         Ok(URL_SAFE.encode(rest))
     }
 
+    /// Checks that [`cursor_after`](Self::cursor_after) can encode a cursor
+    /// for `key`, without encoding it.
+    ///
+    /// # Errors
+    /// As `cursor_after`.
+    pub fn check_boundary(&self, key: &[u8]) -> Result<()> {
+        if key.starts_with(&self.common_prefix) {
+            Ok(())
+        } else {
+            Err(Error::InvalidCursor("Invalid boundary key"))
+        }
+    }
+
     /// The byte range left to scan after resuming from `cursor` (an empty
     /// cursor means no cursor, as in Deno).
     ///
