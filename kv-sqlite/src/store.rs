@@ -105,7 +105,7 @@ fn read_range(conn: &Connection, r: &ReadRange, now: u64) -> Result<Vec<RawEntry
     };
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params![r.start, r.end, ms(now), i64::from(r.limit)])?;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity((r.limit as usize).min(1024));
     while let Some(row) = rows.next()? {
         out.push(RawEntry {
             key: row.get(0)?,

@@ -290,6 +290,25 @@ fn apply_write(
         }
     }
     let version = *counter + 1;
+    // Only sum, min and max can fail midway; a write without them needs no
+    // savepoint to undo its first mutations (an engine failure fails the
+    // whole batch anyway).
+    let fallible = write.mutations.iter().any(|m| {
+        matches!(
+            m.kind,
+            MutationKind::Sum { .. } | MutationKind::Min(_) | MutationKind::Max(_)
+        )
+    });
+    if !fallible {
+        if let Err(e) = apply_mutations(conn, &write.mutations, version, now)? {
+            // Unreachable: only sum, min and max fail.
+            return Ok(Err(e));
+        }
+        *counter = version;
+        return Ok(Ok(CommitOutcome::Committed {
+            versionstamp: Versionstamp::from_counter(version),
+        }));
+    }
     store::exec(conn, "savepoint w")?;
     match apply_mutations(conn, &write.mutations, version, now)? {
         Ok(()) => {
@@ -321,16 +340,30 @@ fn apply_mutations(
             }
             _ => Cow::Borrowed(m.key.as_slice()),
         };
-        // Only sum, min and max look at the current value.
-        let current = match &m.kind {
-            MutationKind::Sum { .. } | MutationKind::Min(_) | MutationKind::Max(_) => {
-                match store::live_value(conn, &key, now) {
-                    Ok(v) => v,
-                    Err(e @ SqliteError::Value(_)) => return Ok(Err(e.into())),
-                    Err(e) => return Err(e),
-                }
+        // Sets and deletes store what they carry (no copy of the value).
+        match &m.kind {
+            MutationKind::Set {
+                value,
+                expire_at_ms,
             }
-            _ => None,
+            | MutationKind::SetSuffixVersionstampedKey {
+                value,
+                expire_at_ms,
+            } => {
+                store::put(conn, &key, value, version, *expire_at_ms)?;
+                continue;
+            }
+            MutationKind::Delete => {
+                store::delete(conn, &key)?;
+                continue;
+            }
+            _ => {}
+        }
+        // Sum, min and max combine with the current value.
+        let current = match store::live_value(conn, &key, now) {
+            Ok(v) => v,
+            Err(e @ SqliteError::Value(_)) => return Ok(Err(e.into())),
+            Err(e) => return Err(e),
         };
         match apply(&m.kind, current.as_ref()) {
             Ok(Applied::Put {
