@@ -255,6 +255,23 @@ impl Key {
         }
         Ok(Key(parts))
     }
+
+    /// Checks that `bytes` would [`decode`](Key::decode), without building
+    /// the key (servers use it on keys they receive).
+    ///
+    /// # Errors
+    /// As [`Key::decode`].
+    pub fn validate(bytes: &[u8]) -> Result<(), Error> {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (part, tail) = scan_part(rest)?;
+            if let RawPart::String(e) = part {
+                e.validate_utf8()?;
+            }
+            rest = tail;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Key {
@@ -366,28 +383,58 @@ fn truncated() -> Error {
     Error::InvalidKey("unexpected end of key".into())
 }
 
-fn unescape(input: &[u8]) -> Result<(Vec<u8>, &[u8]), Error> {
-    // Most parts hold no NUL: one scan and one exact copy.
-    let end = input.iter().position(|&b| b == 0).ok_or_else(truncated)?;
-    if input.get(end + 1) != Some(&0xff) {
-        return Ok((input[..end].to_vec(), &input[end + 1..]));
-    }
-    let mut out = Vec::with_capacity(end + 1);
-    let mut i = 0;
-    while i < input.len() {
-        let b = input[i];
-        if b == 0 {
-            if input.get(i + 1) == Some(&0xff) {
-                out.push(0);
-                i += 2;
-                continue;
-            }
-            return Ok((out, &input[i + 1..]));
+/// An escaped byte string: the bytes up to its terminating NUL, where
+/// `00 FF` stands for a NUL byte.
+struct Escaped<'a> {
+    raw: &'a [u8],
+    has_nul: bool,
+}
+
+impl Escaped<'_> {
+    fn to_vec(&self) -> Vec<u8> {
+        if !self.has_nul {
+            return self.raw.to_vec();
         }
-        out.push(b);
-        i += 1;
+        let mut out = Vec::with_capacity(self.raw.len());
+        let mut i = 0;
+        while i < self.raw.len() {
+            out.push(self.raw[i]);
+            // The scan guaranteed that every NUL here is followed by FF.
+            i += if self.raw[i] == 0 { 2 } else { 1 };
+        }
+        out
     }
-    Err(truncated())
+
+    fn validate_utf8(&self) -> Result<(), Error> {
+        let valid = if self.has_nul {
+            std::str::from_utf8(&self.to_vec()).is_ok()
+        } else {
+            std::str::from_utf8(self.raw).is_ok()
+        };
+        valid
+            .then_some(())
+            .ok_or_else(|| Error::InvalidKey("invalid utf8".into()))
+    }
+}
+
+/// Splits an escaped byte string from what follows its terminator.
+fn escaped(input: &[u8]) -> Result<(Escaped<'_>, &[u8]), Error> {
+    let mut from = 0;
+    let mut has_nul = false;
+    loop {
+        let end = from
+            + input[from..]
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or_else(truncated)?;
+        if input.get(end + 1) == Some(&0xff) {
+            has_nul = true;
+            from = end + 2;
+            continue;
+        }
+        let raw = &input[..end];
+        return Ok((Escaped { raw, has_nul }, &input[end + 1..]));
+    }
 }
 
 fn take(input: &[u8], n: usize) -> Result<(&[u8], &[u8]), Error> {
@@ -409,21 +456,26 @@ fn magnitude(mag: &[u8]) -> BigInt {
     }
 }
 
-fn decode_part(input: &[u8]) -> Result<(KeyPart, &[u8]), Error> {
+/// One encoded part, located but not yet built: what [`Key::decode`] and
+/// [`Key::validate`] share.
+enum RawPart<'a> {
+    Bytes(Escaped<'a>),
+    String(Escaped<'a>),
+    /// A positive integer's big-endian magnitude (empty for zero).
+    PosInt(&'a [u8]),
+    /// A negative integer's magnitude, one's-complemented.
+    NegInt(&'a [u8]),
+    Double([u8; 8]),
+    False,
+    True,
+}
+
+fn scan_part(input: &[u8]) -> Result<(RawPart<'_>, &[u8]), Error> {
     let (&tag, rest) = input.split_first().ok_or_else(truncated)?;
     match tag {
-        BYTES => {
-            let (bytes, rest) = unescape(rest)?;
-            Ok((KeyPart::Bytes(bytes), rest))
-        }
-        STRING => {
-            let (bytes, rest) = unescape(rest)?;
-            let s =
-                String::from_utf8(bytes).map_err(|_| Error::InvalidKey("invalid utf8".into()))?;
-            Ok((KeyPart::String(s), rest))
-        }
-        INT_ZERO => Ok((KeyPart::Int(BigInt::from(0)), rest)),
-        0x15..=0x1c | POS_INT_LONG => {
+        BYTES => escaped(rest).map(|(e, rest)| (RawPart::Bytes(e), rest)),
+        STRING => escaped(rest).map(|(e, rest)| (RawPart::String(e), rest)),
+        INT_ZERO..=0x1c | POS_INT_LONG => {
             let (len, rest) = if tag == POS_INT_LONG {
                 let (l, r) = take(rest, 1)?;
                 (l[0] as usize, r)
@@ -431,7 +483,7 @@ fn decode_part(input: &[u8]) -> Result<(KeyPart, &[u8]), Error> {
                 ((tag - INT_ZERO) as usize, rest)
             };
             let (mag, rest) = take(rest, len)?;
-            Ok((KeyPart::Int(magnitude(mag)), rest))
+            Ok((RawPart::PosInt(mag), rest))
         }
         NEG_INT_LONG | 0x0c..=0x13 => {
             let (len, rest) = if tag == NEG_INT_LONG {
@@ -441,27 +493,47 @@ fn decode_part(input: &[u8]) -> Result<(KeyPart, &[u8]), Error> {
                 ((INT_ZERO - tag) as usize, rest)
             };
             let (mag, rest) = take(rest, len)?;
-            let mag: Vec<u8> = mag.iter().map(|b| !b).collect();
-            Ok((KeyPart::Int(-magnitude(&mag)), rest))
+            Ok((RawPart::NegInt(mag), rest))
         }
         DOUBLE => {
             let (body, rest) = take(rest, 8)?;
             let mut arr = [0u8; 8];
             arr.copy_from_slice(body);
+            Ok((RawPart::Double(arr), rest))
+        }
+        FALSE => Ok((RawPart::False, rest)),
+        TRUE => Ok((RawPart::True, rest)),
+        other => Err(Error::InvalidKey(format!(
+            "invalid key part tag 0x{other:02x}"
+        ))),
+    }
+}
+
+fn decode_part(input: &[u8]) -> Result<(KeyPart, &[u8]), Error> {
+    let (raw, rest) = scan_part(input)?;
+    let part = match raw {
+        RawPart::Bytes(e) => KeyPart::Bytes(e.to_vec()),
+        RawPart::String(e) => KeyPart::String(
+            String::from_utf8(e.to_vec()).map_err(|_| Error::InvalidKey("invalid utf8".into()))?,
+        ),
+        RawPart::PosInt(mag) => KeyPart::Int(magnitude(mag)),
+        RawPart::NegInt(mag) => {
+            let mag: Vec<u8> = mag.iter().map(|b| !b).collect();
+            KeyPart::Int(-magnitude(&mag))
+        }
+        RawPart::Double(arr) => {
             let ordered = u64::from_be_bytes(arr);
             let bits = if ordered >> 63 == 0 {
                 !ordered
             } else {
                 ordered ^ (1 << 63)
             };
-            Ok((KeyPart::Float(f64::from_bits(bits)), rest))
+            KeyPart::Float(f64::from_bits(bits))
         }
-        FALSE => Ok((KeyPart::False, rest)),
-        TRUE => Ok((KeyPart::True, rest)),
-        other => Err(Error::InvalidKey(format!(
-            "invalid key part tag 0x{other:02x}"
-        ))),
-    }
+        RawPart::False => KeyPart::False,
+        RawPart::True => KeyPart::True,
+    };
+    Ok((part, rest))
 }
 
 #[cfg(test)]

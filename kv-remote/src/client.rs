@@ -250,6 +250,14 @@ fn data_headers(
     Ok(headers)
 }
 
+/// Whether a key must travel through kv's `/x-kv/` extension endpoints:
+/// keys in the reserved system space, and keys that are not key tuples
+/// (layers' own records, such as a namespaced queue's), which the standard
+/// endpoints refuse.
+fn needs_extension(key: &[u8]) -> bool {
+    is_system_key(key) || kv_core::Key::validate(key).is_err()
+}
+
 fn unavailable(message: String) -> Error {
     Error::Unavailable {
         backend: "remote".into(),
@@ -485,8 +493,10 @@ impl Backend for RemoteBackend {
     }
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
-        let system = write.checks.iter().any(|c| is_system_key(&c.key))
-            || write.mutations.iter().any(|m| is_system_key(&m.key));
+        let keys = write.checks.iter().map(|c| &c.key);
+        let keys = keys.chain(write.mutations.iter().map(|m| &m.key));
+        let mut keys = keys.chain(write.enqueues.iter().flat_map(|e| &e.keys_if_undelivered));
+        let system = keys.any(|k| needs_extension(k));
         let call = Call::new(Method::AtomicWrite, system);
         let body = convert::write_to_proto(write).encode_to_vec();
         let out = self.inner.call(call, Consistency::Strong, body).await?;
@@ -547,7 +557,7 @@ async fn watch_once(
 ) -> Result<()> {
     use futures::SinkExt;
     let m = inner.metadata(false).await?;
-    let call = Call::new(Method::Watch, keys.iter().any(|k| is_system_key(k)));
+    let call = Call::new(Method::Watch, keys.iter().any(|k| needs_extension(k)));
     let url = Inner::endpoint(&m, call, Consistency::Strong);
     let body = convert::watch_to_proto(keys.to_vec()).encode_to_vec();
     let r = inner

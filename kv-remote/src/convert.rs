@@ -6,12 +6,24 @@ use kv_core::backend::{
     SYSTEM_PREFIX,
 };
 use kv_core::limits::{self, MAX_DELAY_MS};
-use kv_core::{Error, KvValue, Result, Versionstamp};
+use kv_core::{Error, Key, KvValue, Result, Versionstamp};
 
 use crate::proto;
 
 fn invalid(msg: &str) -> Error {
     Error::InvalidArgument(msg.to_owned())
+}
+
+/// Refuses key bytes that are not an encoded key tuple. Deno's clients
+/// decode every key they read back, so one stored malformed key would break
+/// every listing across it; kv's extension endpoints, which carry layers'
+/// own record keys, skip this.
+fn tuple_key(key: &[u8]) -> Result<()> {
+    Key::validate(key).map_err(|e| {
+        Error::InvalidKey(format!(
+            "Invalid key: the bytes are not an encoded key tuple ({e})"
+        ))
+    })
 }
 
 /// Keeps a range inside the user key space: a client never sees or touches
@@ -128,6 +140,10 @@ pub(crate) fn write_request(
         limits::check_system_write(&write)?;
     } else {
         limits::check_received_write(&write)?;
+        let keys = write.checks.iter().map(|c| &c.key);
+        let keys = keys.chain(write.mutations.iter().map(|m| &m.key));
+        let mut keys = keys.chain(write.enqueues.iter().flat_map(|e| &e.keys_if_undelivered));
+        keys.try_for_each(|k| tuple_key(k))?;
     }
     Ok(write)
 }
@@ -136,10 +152,13 @@ pub(crate) fn write_request(
 pub(crate) fn watch_request(req: proto::Watch, system: bool) -> Result<Vec<Vec<u8>>> {
     let keys: Vec<Vec<u8>> = req.keys.into_iter().map(|k| k.key).collect();
     limits::check_watch(&keys)?;
-    if !system && keys.iter().any(|k| kv_core::backend::is_system_key(k)) {
-        return Err(Error::InvalidKey(
-            "key is in the reserved system key space".into(),
-        ));
+    if !system {
+        if keys.iter().any(|k| kv_core::backend::is_system_key(k)) {
+            return Err(Error::InvalidKey(
+                "key is in the reserved system key space".into(),
+            ));
+        }
+        keys.iter().try_for_each(|k| tuple_key(k))?;
     }
     Ok(keys)
 }

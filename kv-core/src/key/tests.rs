@@ -98,9 +98,22 @@ fn decoder_edge_cases() {
     assert_eq!(dec("1c0000000000000001").expect("ok"), key![1]);
     assert_eq!(dec("1d0101").expect("ok"), key![1]);
     assert_eq!(dec("0bfefe").expect("ok"), key![-1]);
-    for bad in ["2100", "0261", "02ff00", "03", "130000"] {
+    for bad in [
+        "2100",
+        "0261",
+        "02ff00",
+        "03",
+        "130000",
+        "0261006200ff",
+        "02c300",
+    ] {
         assert!(dec(bad).is_err(), "{bad} must not decode");
+        let bytes = hex::decode(bad).expect("hex");
+        assert!(Key::validate(&bytes).is_err(), "{bad} must not validate");
     }
+    // An escaped NUL inside a string, then a second part.
+    assert_eq!(dec("026100ff62001501").expect("ok"), key!["a\u{0}b", 1]);
+    assert!(Key::validate(&hex::decode("026100ff62001501").expect("hex")).is_ok());
     let nan_payload = KeyPart::Float(f64::from_bits(0x7ff0_0000_0000_0001));
     assert_eq!(
         hex::encode(Key(vec![nan_payload]).encode().expect("ok")),
@@ -138,6 +151,20 @@ proptest! {
         for (a, b) in back.0.iter().zip(&key.0) {
             prop_assert!(same_part(a, b));
         }
+    }
+
+    #[test]
+    fn validate_agrees_with_decode(bytes in proptest::collection::vec(
+        prop_oneof![Just(0u8), Just(0xffu8), Just(1u8), Just(2u8), Just(0x15u8), Just(0x21u8), any::<u8>()],
+        0..24,
+    )) {
+        prop_assert_eq!(Key::validate(&bytes).is_ok(), Key::decode(&bytes).is_ok());
+    }
+
+    #[test]
+    fn encoded_keys_validate(key in arb_key()) {
+        let bytes = key.encode().expect("encodable");
+        prop_assert!(Key::validate(&bytes).is_ok());
     }
 
     #[test]
