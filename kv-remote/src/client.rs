@@ -15,6 +15,7 @@ use prost::Message;
 use tokio::sync::Mutex;
 
 use crate::error::{ERROR_KIND_HEADER, from_response};
+use crate::transport::{self, Target, Transport};
 use crate::{convert, proto};
 
 /// Refresh metadata at least this often, like Deno's client.
@@ -109,10 +110,12 @@ impl RemoteConfig {
         let http = builder
             .build()
             .map_err(|e| Error::InvalidArgument(format!("cannot build an HTTP client: {e}")))?;
+        let transport = Transport::new(&self.root_certificates).map_err(Error::InvalidArgument)?;
         let inner = Arc::new(Inner {
             config: self,
             url,
             http,
+            transport,
             metadata: Mutex::new(None),
             closed: AtomicBool::new(false),
             close_signal: tokio::sync::watch::channel(false).0,
@@ -124,11 +127,11 @@ impl RemoteConfig {
 
 #[derive(Clone, Debug)]
 struct Metadata {
-    /// The data-path URL of every call, indexed by `Call::index`: parsed
-    /// once here rather than on every request.
-    strong: Vec<reqwest::Url>,
+    /// The data-path target of every call, indexed by `Call::index`:
+    /// parsed once here rather than on every request.
+    strong: Vec<Target>,
     /// The same for eventual reads, when the server offers an endpoint.
-    eventual: Option<Vec<reqwest::Url>>,
+    eventual: Option<Vec<Target>>,
     /// Authorization, content type and protocol headers of every call.
     headers: reqwest::header::HeaderMap,
     fetched: Instant,
@@ -180,12 +183,16 @@ impl Call {
     }
 }
 
-/// Every call's URL under one endpoint base.
-fn call_urls(base: &url::Url) -> std::result::Result<Vec<reqwest::Url>, url::ParseError> {
+/// Every call's target under one endpoint base.
+fn call_targets(base: &url::Url) -> std::result::Result<Vec<Target>, String> {
     let base = base.as_str().trim_end_matches('/');
     Call::ALL
         .iter()
-        .map(|c| reqwest::Url::parse(&format!("{base}/{}", c.path())))
+        .map(|c| {
+            let url =
+                url::Url::parse(&format!("{base}/{}", c.path())).map_err(|e| e.to_string())?;
+            Target::parse(&url)
+        })
         .collect()
 }
 
@@ -193,7 +200,10 @@ fn call_urls(base: &url::Url) -> std::result::Result<Vec<reqwest::Url>, url::Par
 struct Inner {
     config: RemoteConfig,
     url: url::Url,
+    /// The metadata exchange (rare; HTTP/1.1 or HTTP/2).
     http: reqwest::Client,
+    /// The data path.
+    transport: Transport,
     metadata: Mutex<Option<Arc<Metadata>>>,
     closed: AtomicBool,
     close_signal: tokio::sync::watch::Sender<bool>,
@@ -355,11 +365,11 @@ impl Inner {
             }
         }
         let strong = strong.ok_or_else(|| bad("no strong consistency endpoint".into()))?;
-        let invalid = |e: url::ParseError| bad(format!("invalid endpoint URL: {e}"));
-        let strong = call_urls(&strong).map_err(invalid)?;
+        let invalid = |e: String| bad(format!("invalid endpoint URL: {e}"));
+        let strong = call_targets(&strong).map_err(invalid)?;
         let eventual = eventual
             .as_ref()
-            .map(call_urls)
+            .map(call_targets)
             .transpose()
             .map_err(invalid)?;
         let headers = data_headers(m.version, &m.database_id, &m.token).map_err(bad)?;
@@ -391,24 +401,12 @@ impl Inner {
         Ok(m)
     }
 
-    fn endpoint(m: &Metadata, call: Call, consistency: Consistency) -> &reqwest::Url {
+    fn endpoint(m: &Metadata, call: Call, consistency: Consistency) -> &Target {
         let urls = match consistency {
             Consistency::Eventual => m.eventual.as_ref().unwrap_or(&m.strong),
             Consistency::Strong => &m.strong,
         };
         &urls[call.index()]
-    }
-
-    fn request(
-        &self,
-        m: &Metadata,
-        url: &reqwest::Url,
-        body: bytes::Bytes,
-    ) -> reqwest::RequestBuilder {
-        self.http
-            .post(url.clone())
-            .headers(m.headers.clone())
-            .body(body)
     }
 
     /// One data-path call with retries; returns the 200 body.
@@ -424,28 +422,29 @@ impl Inner {
         loop {
             self.check_open()?;
             let m = self.metadata(false).await?;
-            let url = Self::endpoint(&m, call, consistency);
-            let sent = self
-                .request(&m, url, body.clone())
-                .timeout(self.config.timeout)
-                .send()
-                .await;
+            let target = Self::endpoint(&m, call, consistency);
+            let exchange = async {
+                let response = self
+                    .transport
+                    .post(target, &m.headers, body.clone())
+                    .await?;
+                let status = response.status();
+                let kind = response
+                    .headers()
+                    .get(ERROR_KIND_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                Ok::<_, String>((status, kind, transport::read_body(response).await?))
+            };
+            let sent = match tokio::time::timeout(self.config.timeout, exchange).await {
+                Ok(sent) => sent,
+                Err(_) => Err(format!("no answer within {:?}", self.config.timeout)),
+            };
             let failure = match sent {
-                Ok(r) if r.status() == reqwest::StatusCode::OK => {
-                    return r
-                        .bytes()
-                        .await
-                        .map_err(|e| unavailable(format!("reading {url}: {e}")));
-                }
-                Ok(r) => {
-                    let status = r.status();
-                    let kind = r
-                        .headers()
-                        .get(ERROR_KIND_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                    let text = r.text().await.unwrap_or_default();
-                    let err = from_response(status, kind.as_deref(), text, url.as_str());
+                Ok((http::StatusCode::OK, _, body)) => return Ok(body),
+                Ok((status, kind, body)) => {
+                    let text = String::from_utf8_lossy(&body).into_owned();
+                    let err = from_response(status, kind.as_deref(), text, &target.as_str());
                     if matches!(status.as_u16(), 401 | 403) && !refreshed {
                         // The data-path token may have been rotated.
                         refreshed = true;
@@ -457,7 +456,7 @@ impl Inner {
                     }
                     err
                 }
-                Err(e) => unavailable(format!("calling {url}: {e}")),
+                Err(e) => unavailable(format!("calling {}: {e}", target.as_str())),
             };
             if attempt >= self.config.max_retries {
                 return Err(failure);
@@ -516,6 +515,7 @@ impl Backend for RemoteBackend {
 
     async fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
+        self.inner.transport.close();
         let _ = self.inner.close_signal.send(true);
     }
 }
@@ -558,26 +558,34 @@ async fn watch_once(
     use futures::SinkExt;
     let m = inner.metadata(false).await?;
     let call = Call::new(Method::Watch, keys.iter().any(|k| needs_extension(k)));
-    let url = Inner::endpoint(&m, call, Consistency::Strong);
+    let target = Inner::endpoint(&m, call, Consistency::Strong);
     let body = convert::watch_to_proto(keys.to_vec()).encode_to_vec();
     let r = inner
-        .request(&m, url, body.into())
-        .send()
+        .transport
+        .post(target, &m.headers, body.into())
         .await
-        .map_err(|e| unavailable(format!("calling {url}: {e}")))?;
-    if r.status() != reqwest::StatusCode::OK {
+        .map_err(|e| unavailable(format!("calling {}: {e}", target.as_str())))?;
+    if r.status() != http::StatusCode::OK {
         let status = r.status();
         let kind = r
             .headers()
             .get(ERROR_KIND_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let text = r.text().await.unwrap_or_default();
-        return Err(from_response(status, kind.as_deref(), text, url.as_str()));
+        let text = transport::read_body(r)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        return Err(from_response(
+            status,
+            kind.as_deref(),
+            text,
+            &target.as_str(),
+        ));
     }
-    let mut body = r.bytes_stream();
+    let mut body = r.into_body();
     let mut buf: Vec<u8> = Vec::new();
-    while let Some(chunk) = body.next().await {
+    while let Some(chunk) = transport::next_chunk(&mut body).await {
         let chunk = chunk.map_err(|e| unavailable(format!("watch stream broke: {e}")))?;
         buf.extend_from_slice(&chunk);
         while buf.len() >= 4 {

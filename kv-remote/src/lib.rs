@@ -23,6 +23,7 @@ mod client;
 mod convert;
 mod error;
 mod server;
+mod transport;
 
 /// The protobuf messages of the KV Connect data path.
 #[allow(missing_docs, unreachable_pub, clippy::all)]
