@@ -6,3 +6,4 @@ mod bad_requests;
 mod codegen;
 mod resilience;
 mod tls;
+mod transport;
