@@ -116,7 +116,8 @@ impl RemoteConfig {
             url,
             http,
             transport,
-            metadata: Mutex::new(None),
+            metadata: std::sync::RwLock::new(None),
+            refreshing: Mutex::new(()),
             closed: AtomicBool::new(false),
             close_signal: tokio::sync::watch::channel(false).0,
         });
@@ -136,6 +137,15 @@ struct Metadata {
     headers: reqwest::header::HeaderMap,
     fetched: Instant,
     expires: Option<Instant>,
+}
+
+impl Metadata {
+    fn is_fresh(&self) -> bool {
+        self.fetched.elapsed() < METADATA_REFRESH
+            && self
+                .expires
+                .is_none_or(|e| e > Instant::now() + Duration::from_secs(10))
+    }
 }
 
 /// A data-path call: the method and whether it touches the reserved key
@@ -204,7 +214,10 @@ struct Inner {
     http: reqwest::Client,
     /// The data path.
     transport: Transport,
-    metadata: Mutex<Option<Arc<Metadata>>>,
+    /// The current metadata: read by every call without waiting.
+    metadata: std::sync::RwLock<Option<Arc<Metadata>>>,
+    /// Held while fetching, so concurrent calls fetch once.
+    refreshing: Mutex<()>,
     closed: AtomicBool,
     close_signal: tokio::sync::watch::Sender<bool>,
 }
@@ -386,18 +399,34 @@ impl Inner {
         })
     }
 
+    /// The cached metadata while fresh (a read lock, no await).
+    fn fresh_metadata(&self) -> Option<Arc<Metadata>> {
+        let cached = self
+            .metadata
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cached.as_ref().filter(|m| m.is_fresh()).cloned()
+    }
+
+    /// The metadata, fetched again when stale or when `force` says the
+    /// server refused the cached token.
     async fn metadata(&self, force: bool) -> Result<Arc<Metadata>> {
-        let mut cached = self.metadata.lock().await;
-        if let Some(m) = cached.as_ref() {
-            let fresh = m.fetched.elapsed() < METADATA_REFRESH
-                && m.expires
-                    .is_none_or(|e| e > Instant::now() + Duration::from_secs(10));
-            if fresh && !force {
-                return Ok(m.clone());
-            }
+        if !force && let Some(m) = self.fresh_metadata() {
+            return Ok(m);
+        }
+        let started = Instant::now();
+        let _refreshing = self.refreshing.lock().await;
+        // Another call may have fetched while this one waited.
+        if let Some(m) = self.fresh_metadata()
+            && (!force || m.fetched >= started)
+        {
+            return Ok(m);
         }
         let m = Arc::new(self.fetch_metadata().await?);
-        *cached = Some(m.clone());
+        *self
+            .metadata
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(m.clone());
         Ok(m)
     }
 
