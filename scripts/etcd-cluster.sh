@@ -34,14 +34,17 @@ install_etcd() {
     command -v etcd >/dev/null 2>&1 || die "etcd-server installed, but no etcd on PATH"
 }
 
+# Free means no socket at all uses the port, listening or connected.
 port_free() {
-    ! ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+    ! ss -Hatn "sport = :$1" 2>/dev/null | grep -q .
 }
 
 pick_base_port() {
     local members=$1 tries base ok i
     for tries in $(seq 1 50); do
-        base=$((20000 + (RANDOM % 2000) * 20))
+        # Below Linux's ephemeral range (32768+), so that no outgoing
+        # connection takes a port between this check and etcd's bind.
+        base=$((20000 + (RANDOM % 600) * 20))
         ok=1
         for i in $(seq 0 $((2 * members - 1))); do
             port_free $((base + i)) || ok=0

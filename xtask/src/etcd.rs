@@ -117,7 +117,16 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Starts a cluster, trying new random ports once if the first ones
+    /// were taken by the time etcd bound them.
     fn start() -> anyhow::Result<Cluster> {
+        Self::start_once().or_else(|e| {
+            println!("warning: {e:#}; starting the etcd cluster again on other ports");
+            Self::start_once()
+        })
+    }
+
+    fn start_once() -> anyhow::Result<Cluster> {
         let script = project_root().join("scripts").join("etcd-cluster.sh");
         let output = Command::new("bash")
             .arg(&script)
