@@ -203,7 +203,7 @@ impl FaultCounts {
     }
 }
 
-/// Injects faults every 100–400 ms until `stop` resolves: a SIGKILL and
+/// Injects faults every 40–160 ms until `stop` resolves: a SIGKILL and
 /// restart of `server`, or a drop of every connection through `proxy`.
 ///
 /// # Errors
@@ -219,7 +219,7 @@ pub async fn inject(
     let mut counts = FaultCounts::default();
     tokio::pin!(stop);
     loop {
-        let wait = Duration::from_millis(rng.gen_range(100..400));
+        let wait = Duration::from_millis(rng.gen_range(40..160));
         tokio::select! {
             _ = &mut stop => return Ok(counts),
             () = tokio::time::sleep(wait) => {}
