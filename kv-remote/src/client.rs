@@ -281,6 +281,12 @@ fn needs_extension(key: &[u8]) -> bool {
     is_system_key(key) || kv_core::Key::validate(key).is_err()
 }
 
+/// The error kind our server names in a failed answer's header.
+fn error_kind(response: &transport::Streaming) -> Option<String> {
+    let kind = response.headers().get(ERROR_KIND_HEADER)?;
+    kind.to_str().ok().map(str::to_owned)
+}
+
 fn unavailable(message: String) -> Error {
     Error::Unavailable {
         backend: "remote".into(),
@@ -458,11 +464,7 @@ impl Inner {
                     .post(target, &m.headers, body.clone())
                     .await?;
                 let status = response.status();
-                let kind = response
-                    .headers()
-                    .get(ERROR_KIND_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
+                let kind = error_kind(&response);
                 Ok::<_, String>((status, kind, transport::read_body(response).await?))
             };
             let sent = match tokio::time::timeout(self.config.timeout, exchange).await {
@@ -596,11 +598,7 @@ async fn watch_once(
         .map_err(|e| unavailable(format!("calling {}: {e}", target.as_str())))?;
     if r.status() != http::StatusCode::OK {
         let status = r.status();
-        let kind = r
-            .headers()
-            .get(ERROR_KIND_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let kind = error_kind(&r);
         let text = transport::read_body(r)
             .await
             .map(|b| String::from_utf8_lossy(&b).into_owned())
