@@ -102,8 +102,22 @@ impl Transport {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Streaming, String> {
-        let sender = self.sender(&target.origin).await?;
-        let result = send(sender, target, headers, body).await;
+        let (sender, cached) = self.sender(&target.origin).await?;
+        let ready = match sender.ready().await {
+            Ok(ready) => Ok(ready),
+            // A kept connection the server has closed since (a restart):
+            // nothing was sent on it, so a new one is tried at once.
+            Err(_) if cached => {
+                self.forget(&target.origin);
+                let (fresh, _) = self.sender(&target.origin).await?;
+                fresh.ready().await
+            }
+            Err(e) => Err(e),
+        };
+        let result = match ready {
+            Ok(sender) => send(sender, target, headers, body).await,
+            Err(e) => Err(e.to_string()),
+        };
         if result.is_err() {
             // The connection may be broken: the next call opens a new one.
             self.forget(&target.origin);
@@ -126,9 +140,10 @@ impl Transport {
         self.lock().remove(origin);
     }
 
-    async fn sender(&self, origin: &Origin) -> Result<Sender, String> {
+    /// The origin's connection, and whether it was already open.
+    async fn sender(&self, origin: &Origin) -> Result<(Sender, bool), String> {
         if let Some(sender) = self.lock().get(origin) {
-            return Ok(sender.clone());
+            return Ok((sender.clone(), true));
         }
         // Two calls racing here may both connect; the later one wins the
         // map and the other connection serves its call, then closes.
@@ -136,7 +151,7 @@ impl Transport {
             .await
             .map_err(|_| format!("connecting to {}:{} timed out", origin.host, origin.port))??;
         self.lock().insert(origin.clone(), sender.clone());
-        Ok(sender)
+        Ok((sender, false))
     }
 
     async fn connect(&self, origin: &Origin) -> Result<Sender, String> {
@@ -183,13 +198,13 @@ where
     Ok(sender)
 }
 
+/// Sends on a connection that is ready for a new stream.
 async fn send(
-    sender: Sender,
+    mut sender: Sender,
     target: &Target,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Streaming, String> {
-    let mut sender = sender.ready().await.map_err(|e| e.to_string())?;
     let mut request = Request::new(());
     *request.method_mut() = Method::POST;
     *request.uri_mut() = target.uri.clone();

@@ -84,12 +84,10 @@ async fn concurrent_calls_share_one_connection() {
 async fn a_new_connection_after_the_server_restarts() {
     let backend = Arc::new(MemoryBackend::new());
     let (url, stop) = start(backend.clone()).await;
-    let kv = Kv::new(
-        RemoteConfig::new(url.clone(), TOKEN)
-            .connect()
-            .await
-            .unwrap(),
-    );
+    // No retries: the kept connection is dead after the restart, and the
+    // backend must notice that before sending, not fail the call.
+    let remote = RemoteConfig::new(url.clone(), TOKEN).with_max_retries(0);
+    let kv = Kv::new(remote.connect().await.unwrap());
     kv.set(key!["a"], KvValue::U64(1)).await.unwrap();
     stop.send(()).unwrap();
     // The same port, served again over the same data.
@@ -106,6 +104,8 @@ async fn a_new_connection_after_the_server_restarts() {
         ServerConfig::new([TOKEN]),
         std::future::pending(),
     ));
+    // Let the client's connection task read the old server's goodbye.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(
         kv.get(key!["a"]).await.unwrap().unwrap().value,
         KvValue::U64(1)
