@@ -281,6 +281,22 @@ fn needs_extension(key: &[u8]) -> bool {
     is_system_key(key) || kv_core::Key::validate(key).is_err()
 }
 
+/// Takes the next complete watch frame (`u32` little-endian length, then
+/// that many bytes) off the front of `buf`.
+fn next_watch_frame(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>> {
+    let Some(header) = buf.first_chunk::<4>() else {
+        return Ok(None);
+    };
+    let len = u32::from_le_bytes(*header) as usize;
+    if len > 16 * 1024 * 1024 {
+        return Err(unavailable("watch frame larger than 16 MiB".into()));
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    Ok(Some(buf.drain(..4 + len).skip(4).collect()))
+}
+
 /// The error kind our server names in a failed answer's header.
 fn error_kind(response: &transport::Streaming) -> Option<String> {
     let kind = response.headers().get(ERROR_KIND_HEADER)?;
@@ -458,24 +474,38 @@ impl Inner {
             self.check_open()?;
             let m = self.metadata(false).await?;
             let target = Self::endpoint(&m, call, consistency);
-            let exchange = async {
-                let response = self
-                    .transport
-                    .post(target, &m.headers, body.clone())
-                    .await?;
-                let status = response.status();
-                let kind = error_kind(&response);
-                Ok::<_, String>((status, kind, transport::read_body(response).await?))
+            let deadline = tokio::time::Instant::now() + self.config.timeout;
+            let timed_out = || {
+                // The connection may be dead without having said so.
+                self.transport.reset(target);
+                format!("no answer within {:?}", self.config.timeout)
             };
-            let sent = match tokio::time::timeout(self.config.timeout, exchange).await {
-                Ok(sent) => sent,
-                Err(_) => Err(format!("no answer within {:?}", self.config.timeout)),
-            };
-            let failure = match sent {
-                Ok((http::StatusCode::OK, _, body)) => return Ok(body),
-                Ok((status, kind, body)) => {
-                    let text = String::from_utf8_lossy(&body).into_owned();
-                    let err = from_response(status, kind.as_deref(), text, &target.as_str());
+            let posted = tokio::time::timeout_at(
+                deadline,
+                self.transport.post(target, &m.headers, body.clone()),
+            )
+            .await
+            .unwrap_or_else(|_| Err(timed_out()));
+            let failure = match posted {
+                Ok(response) if response.status() == http::StatusCode::OK => {
+                    // The server has acted on the call (a commit is
+                    // applied): failing to read its answer is final, not
+                    // retried, so no commit is applied twice.
+                    let read = tokio::time::timeout_at(deadline, transport::read_body(response))
+                        .await
+                        .unwrap_or_else(|_| Err(timed_out()));
+                    return read.map_err(|e| unavailable(format!("reading {target}: {e}")));
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let kind = error_kind(&response);
+                    let text = tokio::time::timeout_at(deadline, transport::read_body(response))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
+                    let err = from_response(status, kind.as_deref(), text, &target.to_string());
                     if matches!(status.as_u16(), 401 | 403) && !refreshed {
                         // The data-path token may have been rotated.
                         refreshed = true;
@@ -487,7 +517,7 @@ impl Inner {
                     }
                     err
                 }
-                Err(e) => unavailable(format!("calling {}: {e}", target.as_str())),
+                Err(e) => unavailable(format!("calling {target}: {e}")),
             };
             if attempt >= self.config.max_retries {
                 return Err(failure);
@@ -595,7 +625,7 @@ async fn watch_once(
         .transport
         .post(target, &m.headers, body.into())
         .await
-        .map_err(|e| unavailable(format!("calling {}: {e}", target.as_str())))?;
+        .map_err(|e| unavailable(format!("calling {target}: {e}")))?;
     if r.status() != http::StatusCode::OK {
         let status = r.status();
         let kind = error_kind(&r);
@@ -607,35 +637,44 @@ async fn watch_once(
             status,
             kind.as_deref(),
             text,
-            &target.as_str(),
+            &target.to_string(),
         ));
     }
     let mut body = r.into_body();
     let mut buf: Vec<u8> = Vec::new();
-    while let Some(chunk) = transport::next_chunk(&mut body).await {
-        let chunk = chunk.map_err(|e| unavailable(format!("watch stream broke: {e}")))?;
-        buf.extend_from_slice(&chunk);
-        while buf.len() >= 4 {
-            let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-            if len > 16 * 1024 * 1024 {
-                return Err(unavailable("watch frame larger than 16 MiB".into()));
+    // Frames are read as they arrive even while the consumer is slow (an
+    // unread stream would hold the connection's flow-control window that
+    // every other call shares); the latest state waits to be delivered, as
+    // a watch reports states, not each change.
+    let mut unsent = false;
+    loop {
+        tokio::select! {
+            chunk = transport::next_chunk(&mut body) => {
+                let Some(chunk) = chunk else { break };
+                let chunk = chunk.map_err(|e| unavailable(format!("watch stream broke: {e}")))?;
+                buf.extend_from_slice(&chunk);
+                while let Some(payload) = next_watch_frame(&mut buf)? {
+                    if payload.is_empty() {
+                        continue;
+                    }
+                    let out = proto::WatchOutput::decode(payload.as_slice()).map_err(|e| {
+                        Error::InvalidValue(format!("KV Connect failed to decode watch frame: {e}"))
+                    })?;
+                    convert::watch_from_proto(out, state)?;
+                    *attempt = 0;
+                    unsent = true;
+                }
             }
-            if buf.len() < 4 + len {
-                break;
-            }
-            let payload: Vec<u8> = buf.drain(..4 + len).skip(4).collect();
-            if payload.is_empty() {
-                continue;
-            }
-            let out = proto::WatchOutput::decode(payload.as_slice()).map_err(|e| {
-                Error::InvalidValue(format!("KV Connect failed to decode watch frame: {e}"))
-            })?;
-            convert::watch_from_proto(out, state)?;
-            *attempt = 0;
-            if tx.send(Ok(state.to_vec())).await.is_err() {
-                return Ok(());
+            ready = futures::future::poll_fn(|cx| tx.poll_ready(cx)), if unsent => {
+                if ready.is_err() || tx.start_send(Ok(state.to_vec())).is_err() {
+                    return Ok(());
+                }
+                unsent = false;
             }
         }
+    }
+    if unsent && tx.send(Ok(state.to_vec())).await.is_err() {
+        return Ok(());
     }
     Err(unavailable("watch stream ended".into()))
 }

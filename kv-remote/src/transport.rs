@@ -1,10 +1,10 @@
 //! The data path's HTTP/2: one multiplexed connection per origin, on the
 //! `h2` crate directly.
 //!
-//! A call's headers and body are queued together before the connection
-//! flushes, so each request leaves in one write and the server reads it in
-//! one go; a general-purpose client sends the body after the headers, in a
-//! second write, once flow-control capacity has been granted.
+//! A call's headers and body are queued together, so a small request
+//! usually leaves in one write and the server reads it in one go; hyper's
+//! client sends the body only after flow-control capacity has been
+//! granted, which takes a second write (and a second read on the server).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,7 +30,12 @@ impl Target {
             "https" => true,
             other => return Err(format!("unsupported scheme {other:?}")),
         };
-        let host = url.host_str().ok_or("the URL has no host")?.to_owned();
+        // IPv6 literals come bracketed; sockets and TLS names want them bare.
+        let host = url.host_str().ok_or("the URL has no host")?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = url.port_or_known_default().ok_or("the URL has no port")?;
         let uri = url.as_str().parse::<Uri>().map_err(|e| e.to_string())?;
         Ok(Target {
@@ -38,10 +43,11 @@ impl Target {
             uri,
         })
     }
+}
 
-    /// The URL, for messages.
-    pub(crate) fn as_str(&self) -> String {
-        self.uri.to_string()
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.uri.fmt(f)
     }
 }
 
@@ -54,17 +60,29 @@ struct Origin {
 
 type Sender = h2::client::SendRequest<Bytes>;
 
+/// An open connection and a number telling it apart from its successors.
+#[derive(Clone, Debug)]
+struct Connection {
+    id: u64,
+    sender: Sender,
+}
+
 /// HTTP/2 connections, opened on first use and replaced after a failure.
 #[derive(Debug)]
 pub(crate) struct Transport {
     tls: Arc<rustls::ClientConfig>,
-    connections: Mutex<HashMap<Origin, Sender>>,
+    connections: Mutex<HashMap<Origin, Connection>>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 /// A response whose body is still arriving.
 pub(crate) type Streaming = Response<h2::RecvStream>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most a body's announced length makes `read_body` reserve up front
+/// (1000 entries of 64 KiB values, with room for keys and framing).
+const MAX_BODY_HINT: usize = 72 << 20;
 
 impl Transport {
     /// A transport that trusts the web's root certificates and `extra_roots`
@@ -92,6 +110,7 @@ impl Transport {
         Ok(Transport {
             tls: Arc::new(tls),
             connections: Mutex::new(HashMap::new()),
+            next_id: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -102,27 +121,36 @@ impl Transport {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Streaming, String> {
-        let (sender, cached) = self.sender(&target.origin).await?;
-        let ready = match sender.ready().await {
+        let (mut conn, cached) = self.connection(&target.origin).await?;
+        let ready = match conn.sender.clone().ready().await {
             Ok(ready) => Ok(ready),
             // A kept connection the server has closed since (a restart):
             // nothing was sent on it, so a new one is tried at once.
             Err(_) if cached => {
-                self.forget(&target.origin);
-                let (fresh, _) = self.sender(&target.origin).await?;
-                fresh.ready().await
+                self.forget(&target.origin, conn.id);
+                conn = self.connection(&target.origin).await?.0;
+                conn.sender.clone().ready().await
             }
             Err(e) => Err(e),
         };
         let result = match ready {
             Ok(sender) => send(sender, target, headers, body).await,
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         };
-        if result.is_err() {
-            // The connection may be broken: the next call opens a new one.
-            self.forget(&target.origin);
-        }
-        result
+        result.map_err(|e| {
+            // A reset ends one stream; anything else may have broken the
+            // connection, which the next call then replaces.
+            if !e.is_reset() {
+                self.forget(&target.origin, conn.id);
+            }
+            e.to_string()
+        })
+    }
+
+    /// Drops the connection `target` uses (after a call on it timed out),
+    /// so the next call opens a new one.
+    pub(crate) fn reset(&self, target: &Target) {
+        self.lock().remove(&target.origin);
     }
 
     /// Closes every connection (they end once their streams finish).
@@ -130,28 +158,37 @@ impl Transport {
         self.lock().clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Origin, Sender>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Origin, Connection>> {
         self.connections
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn forget(&self, origin: &Origin) {
-        self.lock().remove(origin);
+    /// Forgets the origin's connection if it is still connection `id` (a
+    /// newer one, opened by another call, stays).
+    fn forget(&self, origin: &Origin, id: u64) {
+        let mut connections = self.lock();
+        if connections.get(origin).is_some_and(|c| c.id == id) {
+            connections.remove(origin);
+        }
     }
 
     /// The origin's connection, and whether it was already open.
-    async fn sender(&self, origin: &Origin) -> Result<(Sender, bool), String> {
-        if let Some(sender) = self.lock().get(origin) {
-            return Ok((sender.clone(), true));
+    async fn connection(&self, origin: &Origin) -> Result<(Connection, bool), String> {
+        if let Some(conn) = self.lock().get(origin) {
+            return Ok((conn.clone(), true));
         }
         // Two calls racing here may both connect; the later one wins the
         // map and the other connection serves its call, then closes.
         let sender = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(origin))
             .await
             .map_err(|_| format!("connecting to {}:{} timed out", origin.host, origin.port))??;
-        self.lock().insert(origin.clone(), sender.clone());
-        Ok((sender, false))
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let conn = Connection { id, sender };
+        self.lock().insert(origin.clone(), conn.clone());
+        Ok((conn, false))
     }
 
     async fn connect(&self, origin: &Origin) -> Result<Sender, String> {
@@ -184,9 +221,10 @@ where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, connection) = h2::client::Builder::new()
-        // Room for a whole 1000-entry listing without window updates.
+        // A stream may hold 4 MiB unread (a watch whose consumer is slow)
+        // without stalling the connection's other calls.
         .initial_window_size(4 << 20)
-        .initial_connection_window_size(8 << 20)
+        .initial_connection_window_size(64 << 20)
         .handshake::<_, Bytes>(io)
         .await
         .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
@@ -204,19 +242,17 @@ async fn send(
     target: &Target,
     headers: &HeaderMap,
     body: Bytes,
-) -> Result<Streaming, String> {
+) -> Result<Streaming, h2::Error> {
     let mut request = Request::new(());
     *request.method_mut() = Method::POST;
     *request.uri_mut() = target.uri.clone();
     *request.headers_mut() = headers.clone();
-    let (response, mut stream) = sender
-        .send_request(request, body.is_empty())
-        .map_err(|e| e.to_string())?;
+    let (response, mut stream) = sender.send_request(request, body.is_empty())?;
     if !body.is_empty() {
         // Buffered by h2 until the connection flushes, with the headers.
-        stream.send_data(body, true).map_err(|e| e.to_string())?;
+        stream.send_data(body, true)?;
     }
-    response.await.map_err(|e| e.to_string())
+    response.await
 }
 
 /// Reads a whole body, returning flow-control capacity as it goes.
@@ -225,7 +261,8 @@ pub(crate) async fn read_body(response: Streaming) -> Result<Bytes, String> {
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .unwrap_or(0);
+        // A hint only: never reserve more than the largest real answer.
+        .map_or(0, |n| n.min(MAX_BODY_HINT));
     let mut body = response.into_body();
     let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();

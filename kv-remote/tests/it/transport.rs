@@ -112,3 +112,24 @@ async fn a_new_connection_after_the_server_restarts() {
     );
     kv.set(key!["b"], KvValue::U64(2)).await.unwrap();
 }
+
+#[tokio::test]
+async fn ipv6_literal_urls_work() {
+    let Ok((listener, addr)) = bind("[::1]:0".parse().unwrap()).await else {
+        panic!("this machine has no IPv6 loopback");
+    };
+    tokio::spawn(serve(
+        listener,
+        Arc::new(MemoryBackend::new()),
+        ServerConfig::new([TOKEN]),
+        std::future::pending(),
+    ));
+    let url = format!("http://[::1]:{}", addr.port());
+    let remote = RemoteConfig::new(url, TOKEN).with_max_retries(0);
+    let kv = Kv::new(remote.connect().await.unwrap());
+    kv.set(key!["six"], KvValue::U64(6)).await.unwrap();
+    assert_eq!(
+        kv.get(key!["six"]).await.unwrap().unwrap().value,
+        KvValue::U64(6)
+    );
+}
