@@ -703,9 +703,12 @@ impl Stream for ListIterator {
                 let item = (|| {
                     let bounds = this.bounds.as_ref().expect("bounds are set once listing");
                     bounds.check_boundary(&raw.key)?;
-                    let key = Key::decode(&raw.key)?;
+                    // The cursor moves past the entry even when its key does
+                    // not decode, so a caller can resume after it.
+                    let key = Key::decode(&raw.key);
                     this.last_key = Some(raw.key);
                     this.last_cursor = OnceLock::new();
+                    let key = key?;
                     Ok(KvEntry {
                         key,
                         value: raw.value,
