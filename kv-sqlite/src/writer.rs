@@ -301,8 +301,9 @@ fn apply_write(
     });
     if !fallible {
         if let Err(e) = apply_mutations(conn, &write.mutations, version, now)? {
-            // Unreachable: only sum, min and max fail.
-            return Ok(Err(e));
+            // Only sum, min and max fail; were that ever to change, failing
+            // the whole batch keeps this write from half-applying.
+            return Err(SqliteError::Value(e));
         }
         *counter = version;
         return Ok(Ok(CommitOutcome::Committed {
