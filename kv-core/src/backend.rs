@@ -116,6 +116,25 @@ pub enum MutationKind {
     },
 }
 
+impl MutationKind {
+    /// The value and expiry a set (plain or versionstamped) stores as it
+    /// is; `None` for the kinds that delete or combine with the current
+    /// value.
+    pub fn stored(&self) -> Option<(&KvValue, Option<u64>)> {
+        match self {
+            MutationKind::Set {
+                value,
+                expire_at_ms,
+            }
+            | MutationKind::SetSuffixVersionstampedKey {
+                value,
+                expire_at_ms,
+            } => Some((value, *expire_at_ms)),
+            _ => None,
+        }
+    }
+}
+
 /// A queue message carried by a commit (see the kv-queue crate).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Enqueue {

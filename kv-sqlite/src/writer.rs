@@ -342,23 +342,13 @@ fn apply_mutations(
             _ => Cow::Borrowed(m.key.as_slice()),
         };
         // Sets and deletes store what they carry (no copy of the value).
-        match &m.kind {
-            MutationKind::Set {
-                value,
-                expire_at_ms,
-            }
-            | MutationKind::SetSuffixVersionstampedKey {
-                value,
-                expire_at_ms,
-            } => {
-                store::put(conn, &key, value, version, *expire_at_ms)?;
-                continue;
-            }
-            MutationKind::Delete => {
-                store::delete(conn, &key)?;
-                continue;
-            }
-            _ => {}
+        if let Some((value, expire_at_ms)) = m.kind.stored() {
+            store::put(conn, &key, value, version, expire_at_ms)?;
+            continue;
+        }
+        if m.kind == MutationKind::Delete {
+            store::delete(conn, &key)?;
+            continue;
         }
         // Sum, min and max combine with the current value.
         let current = match store::live_value(conn, &key, now) {
