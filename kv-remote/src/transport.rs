@@ -72,6 +72,9 @@ struct Connection {
 pub(crate) struct Transport {
     tls: Arc<rustls::ClientConfig>,
     connections: Mutex<HashMap<Origin, Connection>>,
+    /// Held while opening a connection, so that calls arriving together
+    /// (after a restart, say) share one instead of each opening their own.
+    connecting: tokio::sync::Mutex<()>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
@@ -110,6 +113,7 @@ impl Transport {
         Ok(Transport {
             tls: Arc::new(tls),
             connections: Mutex::new(HashMap::new()),
+            connecting: tokio::sync::Mutex::new(()),
             next_id: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -178,8 +182,11 @@ impl Transport {
         if let Some(conn) = self.lock().get(origin) {
             return Ok((conn.clone(), true));
         }
-        // Two calls racing here may both connect; the later one wins the
-        // map and the other connection serves its call, then closes.
+        let _connecting = self.connecting.lock().await;
+        if let Some(conn) = self.lock().get(origin) {
+            // Opened by the call this one waited for.
+            return Ok((conn.clone(), false));
+        }
         let sender = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(origin))
             .await
             .map_err(|_| format!("connecting to {}:{} timed out", origin.host, origin.port))??;
