@@ -297,10 +297,20 @@ fn next_watch_frame(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>> {
     Ok(Some(buf.drain(..4 + len).skip(4).collect()))
 }
 
-/// The error kind our server names in a failed answer's header.
-fn error_kind(response: &transport::Streaming) -> Option<String> {
-    let kind = response.headers().get(ERROR_KIND_HEADER)?;
-    kind.to_str().ok().map(str::to_owned)
+/// The error a non-200 answer stands for: its status, the error kind our
+/// server names in a header, and the message in its body.
+async fn refusal(response: transport::Streaming, target: &Target) -> Error {
+    let status = response.status();
+    let kind = response
+        .headers()
+        .get(ERROR_KIND_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = transport::read_body(response)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    from_response(status, kind.as_deref(), text, &target.to_string())
 }
 
 fn unavailable(message: String) -> Error {
@@ -498,14 +508,11 @@ impl Inner {
                 }
                 Ok(response) => {
                     let status = response.status();
-                    let kind = error_kind(&response);
-                    let text = tokio::time::timeout_at(deadline, transport::read_body(response))
+                    let err = tokio::time::timeout_at(deadline, refusal(response, target))
                         .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        .unwrap_or_default();
-                    let err = from_response(status, kind.as_deref(), text, &target.to_string());
+                        .unwrap_or_else(|_| {
+                            from_response(status, None, String::new(), &target.to_string())
+                        });
                     if matches!(status.as_u16(), 401 | 403) && !refreshed {
                         // The data-path token may have been rotated.
                         refreshed = true;
@@ -627,18 +634,7 @@ async fn watch_once(
         .await
         .map_err(|e| unavailable(format!("calling {target}: {e}")))?;
     if r.status() != http::StatusCode::OK {
-        let status = r.status();
-        let kind = error_kind(&r);
-        let text = transport::read_body(r)
-            .await
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        return Err(from_response(
-            status,
-            kind.as_deref(),
-            text,
-            &target.to_string(),
-        ));
+        return Err(refusal(r, target).await);
     }
     let mut body = r.into_body();
     let mut buf: Vec<u8> = Vec::new();

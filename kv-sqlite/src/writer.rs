@@ -346,7 +346,7 @@ fn apply_mutations(
             store::put(conn, &key, value, version, expire_at_ms)?;
             continue;
         }
-        if m.kind == MutationKind::Delete {
+        if matches!(m.kind, MutationKind::Delete) {
             store::delete(conn, &key)?;
             continue;
         }
