@@ -134,6 +134,11 @@ impl Writer {
         if due && self.sweep_after.is_none_or(|t| now >= t) {
             self.sweep();
         }
+        // Only when nothing waits: the copy and the database fsync would
+        // otherwise delay the next commit (see the checkpoint module).
+        if self.rx.is_empty() && self.committed.as_ref().is_some_and(|c| c.take_passed()) {
+            crate::checkpoint::checkpoint(&self.conn);
+        }
     }
 
     /// `PRAGMA data_version` changes exactly when another connection (in this
