@@ -15,7 +15,9 @@
 //!   connections are busy, go to a pool of reader threads.
 //! - **Durability**: WAL with `synchronous = FULL`; a commit is acknowledged
 //!   only after SQLite's `COMMIT` returned. A checkpointer thread copies the
-//!   WAL into the database file in the background, so commits only append.
+//!   WAL into the database file in the background and the writer finishes
+//!   each pass when it is idle, so the WAL starts over from its beginning
+//!   and stays small.
 //! - **Expiry**: expired rows are hidden from reads and checks at once and
 //!   deleted by a sweep on the writer thread soon after.
 //! - **Watch** sees commits of this handle at once and commits of other
