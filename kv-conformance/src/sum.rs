@@ -21,6 +21,7 @@ declare_cases!("sum":
     v8_bigint_on_kvu64_is_a_kvu64_sum,
     v8_sum_of_mixed_types_fails,
     v8_sum_bounds_and_clamp,
+    v8_sum_clamps_to_the_minimum_then_the_maximum,
     sum_clears_expiry,
 );
 
@@ -221,6 +222,34 @@ async fn v8_sum_bounds_and_clamp(cx: Cx) -> anyhow::Result<()> {
     ensure!(
         value(&cx, "n").await? == Some(v8("ff0f4e0000000000001440")),
         "clamped to 5"
+    );
+    Ok(())
+}
+
+async fn v8_sum_clamps_to_the_minimum_then_the_maximum(cx: Cx) -> anyhow::Result<()> {
+    cx.kv.set(key!["n"], v8("ff10490a")).await?; // 5
+    // A minimum (10) above the maximum (3), as a client may send them.
+    let inverted = |clamp| MutationKind::Sum {
+        value: v8("ff104900"), // 0
+        min: Some(vec![0xff, 0x10, 0x49, 0x14]),
+        max: Some(vec![0xff, 0x10, 0x49, 0x06]),
+        clamp,
+    };
+    let r = cx
+        .kv
+        .atomic()
+        .mutate(key!["n"], inverted(false))
+        .commit()
+        .await;
+    assert_err!(r, Error::TypeMismatch(m) if m == "The result of a Sum operation would exceed its range limit");
+    cx.kv
+        .atomic()
+        .mutate(key!["n"], inverted(true))
+        .commit()
+        .await?;
+    ensure!(
+        value(&cx, "n").await? == Some(v8("ff0f4e0000000000000840")),
+        "raised to 10, then lowered to 3 (Deno's order)"
     );
     Ok(())
 }

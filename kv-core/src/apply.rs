@@ -189,26 +189,27 @@ fn v8_sum(
     Ok(put(KvValue::V8(v8::encode_number(&result))))
 }
 
-/// Applies the bounds of a V8 sum. Comparisons with NaN are false, so a NaN
-/// result passes, as in Deno.
+/// Applies the bounds of a V8 sum: the minimum first, then the maximum, so
+/// with a minimum above the maximum a clamped result is the maximum (as in
+/// Deno). Comparisons with NaN are false, so a NaN result passes, as in Deno.
 fn bounded<T: PartialOrd + Clone>(r: T, lo: Option<&T>, hi: Option<&T>, clamp: bool) -> Result<T> {
-    let out_of_range =
-        || Error::TypeMismatch("The result of a Sum operation would exceed its range limit".into());
-    if let Some(lo) = lo.filter(|lo| r < **lo) {
-        return if clamp {
-            Ok(lo.clone())
+    let clamp_to = |bound: &T| {
+        if clamp {
+            Ok(bound.clone())
         } else {
-            Err(out_of_range())
-        };
+            Err(Error::TypeMismatch(
+                "The result of a Sum operation would exceed its range limit".into(),
+            ))
+        }
+    };
+    let r = match lo {
+        Some(lo) if r < *lo => clamp_to(lo)?,
+        _ => r,
+    };
+    match hi {
+        Some(hi) if r > *hi => clamp_to(hi),
+        _ => Ok(r),
     }
-    if let Some(hi) = hi.filter(|hi| r > **hi) {
-        return if clamp {
-            Ok(hi.clone())
-        } else {
-            Err(out_of_range())
-        };
-    }
-    Ok(r)
 }
 
 fn mismatch(stored: &Num, operand: &Num) -> Error {

@@ -122,12 +122,14 @@ pub(crate) fn write_request(
         write.mutations.push(Mutation { key: m.key, kind });
     }
     for e in req.enqueues {
-        let deadline_ms = u64::try_from(e.deadline_ms)
-            .ok()
-            .filter(|d| *d <= now_ms.saturating_add(MAX_DELAY_MS))
-            .ok_or_else(|| {
-                invalid("Invalid mutation enqueue deadline: it must be at most 30 days from now.")
-            })?;
+        let deadline_ms = u64::try_from(e.deadline_ms).map_err(|_| {
+            invalid("Invalid mutation enqueue deadline: it is negative (Unix ms expected).")
+        })?;
+        if deadline_ms > now_ms.saturating_add(MAX_DELAY_MS) {
+            return Err(invalid(
+                "Invalid mutation enqueue deadline: it must be at most 30 days from now.",
+            ));
+        }
         write.enqueues.push(Enqueue {
             payload: e.payload,
             deadline_ms,

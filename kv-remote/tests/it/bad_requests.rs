@@ -521,6 +521,22 @@ async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
         .await
     );
     case!(
+        "enqueue with a negative deadline",
+        400,
+        s.data(
+            "atomic_write",
+            write(proto::AtomicWrite {
+                enqueues: vec![proto::Enqueue {
+                    payload: vec![0xff, 0x10, 0x49, 0x02],
+                    deadline_ms: -1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+        )
+        .await
+    );
+    case!(
         "write into the system key space",
         400,
         s.data(
@@ -682,6 +698,15 @@ async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+    // The message names what is wrong, not a rule the value did not break.
+    let negative = cases
+        .iter()
+        .find(|c| c.0 == "enqueue with a negative deadline")
+        .map(|c| &c.2.1);
+    assert!(
+        negative.is_some_and(|body| body.contains("negative")),
+        "{negative:?}"
+    );
 }
 
 #[tokio::test]
