@@ -1,14 +1,17 @@
-//! Workload driver for `cargo xtask bench embedded`: runs Deno-KV-style
-//! workloads in-process on kv (SQLite on a file by default) and prints one
-//! JSON line per workload on stdout:
+//! Workload driver for `cargo xtask bench embedded` and `cargo xtask etcd
+//! bench`: runs Deno-KV-style workloads on kv (SQLite on a file by default,
+//! or any `kv::open` URL) and prints one JSON line per workload on stdout:
 //! `{"name":..,"ops":..,"secs":..,"p50_us":..,"p99_us":..}`.
 //!
 //! `bench/deno_embedded.ts` runs the same workloads, with the same keys,
 //! values and counts, on Deno's built-in KV; keep the two in step.
 //!
 //! ```text
-//! kv-bench --path FILE [--workload NAME|all] [--backend sqlite|redb|memory] [--scale F]
+//! kv-bench [--path FILE] [--workload NAME,..|all] [--backend sqlite|redb|memory|URL] [--scale F]
 //! ```
+//!
+//! A URL backend (`etcd://…` with the `etcd` feature, `http://…`) needs no
+//! `--path`.
 
 #![allow(clippy::print_stdout)]
 
@@ -16,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use kv_core::{Key, Kv, KvValue, ListOptions, Selector, key};
+use kv_core::{Consistency, Key, Kv, KvValue, ListOptions, Selector, key};
 
 /// The allocator of the `kv` binary, so the client side pays what a
 /// server-grade application would.
@@ -33,6 +36,10 @@ const WORKLOADS: &[&str] = &[
     "get_many10",
     "writers64",
 ];
+
+/// Workloads that run only when named: Deno's local KV has no eventual
+/// reads to compare with.
+const NAMED_ONLY: &[&str] = &["get_eventual"];
 
 const SET_N: usize = 20_000;
 const GET_N: usize = 100_000;
@@ -52,16 +59,18 @@ const VALUE_LEN: usize = 100;
 
 struct Args {
     path: Option<PathBuf>,
-    workload: String,
+    /// Workload names in the order to run them (`all` expanded).
+    workloads: Vec<&'static str>,
     backend: String,
     scale: f64,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    const USAGE: &str = "usage: kv-bench --path FILE [--workload NAME|all] [--backend sqlite|redb|memory] [--scale F]";
+    const USAGE: &str = "usage: kv-bench [--path FILE] [--workload NAME,..|all] [--backend sqlite|redb|memory|URL] [--scale F]";
+    let mut workload = "all".to_owned();
     let mut args = Args {
         path: None,
-        workload: "all".into(),
+        workloads: Vec::new(),
         backend: "sqlite".into(),
         scale: 1.0,
     };
@@ -70,7 +79,7 @@ fn parse_args() -> anyhow::Result<Args> {
         let mut value = || it.next().context(USAGE);
         match arg.as_str() {
             "--path" => args.path = Some(value()?.into()),
-            "--workload" => args.workload = value()?,
+            "--workload" => workload = value()?,
             "--backend" => args.backend = value()?,
             "--scale" => {
                 args.scale = value()?.parse().context("--scale takes a number")?;
@@ -79,23 +88,43 @@ fn parse_args() -> anyhow::Result<Args> {
                 }
             }
             "-h" | "--help" => {
-                eprintln!("{USAGE}\nworkloads: {}", WORKLOADS.join(", "));
+                eprintln!(
+                    "{USAGE}\nworkloads: {}",
+                    WORKLOADS
+                        .iter()
+                        .chain(NAMED_ONLY)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown argument `{other}`\n{USAGE}"),
         }
     }
-    if args.workload != "all" && !WORKLOADS.contains(&args.workload.as_str()) {
-        bail!(
-            "unknown workload `{}`; known: all, {}",
-            args.workload,
-            WORKLOADS.join(", ")
-        );
+    for name in workload.split(',') {
+        if name == "all" {
+            args.workloads.extend(WORKLOADS);
+            continue;
+        }
+        match WORKLOADS.iter().chain(NAMED_ONLY).find(|w| **w == name) {
+            Some(w) => args.workloads.push(w),
+            None => bail!(
+                "unknown workload `{name}`; known: all, {}, {}",
+                WORKLOADS.join(", "),
+                NAMED_ONLY.join(", ")
+            ),
+        }
     }
     Ok(args)
 }
 
-fn open(args: &Args) -> anyhow::Result<Kv> {
+async fn open(args: &Args) -> anyhow::Result<Kv> {
+    if args.backend.contains("://") {
+        return kv::open(&args.backend)
+            .await
+            .with_context(|| format!("opening {}", args.backend));
+    }
     match args.backend.as_str() {
         "memory" => Ok(Kv::new(kv_core::MemoryBackend::new())),
         "sqlite" => {
@@ -117,23 +146,19 @@ fn open(args: &Args) -> anyhow::Result<Kv> {
                 .with_context(|| format!("opening {}", path.display()))?;
             Ok(Kv::new(backend))
         }
-        other => bail!("unknown backend `{other}` (sqlite, redb or memory)"),
+        other => bail!("unknown backend `{other}` (sqlite, redb, memory or a URL)"),
     }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let kv = open(&args)?;
+    let kv = open(&args).await?;
     let bench = Bench {
         kv: kv.clone(),
         scale: args.scale,
     };
-    let selected = WORKLOADS
-        .iter()
-        .copied()
-        .filter(|w| args.workload == "all" || args.workload == *w);
-    for name in selected {
+    for &name in &args.workloads {
         eprintln!("kv-bench: {name}");
         let stats = bench
             .run(name)
@@ -197,7 +222,8 @@ impl Bench {
     async fn run(&self, name: &'static str) -> anyhow::Result<Stats> {
         match name {
             "set" => self.set(name).await,
-            "get" => self.get(name).await,
+            "get" => self.get(name, Consistency::Strong).await,
+            "get_eventual" => self.get(name, Consistency::Eventual).await,
             "counter" => self.counter(name).await,
             "sum" => self.sum(name).await,
             "list1000" => self.list(name).await,
@@ -241,7 +267,8 @@ impl Bench {
         })
     }
 
-    async fn get(&self, name: &'static str) -> anyhow::Result<Stats> {
+    /// Point reads of 10,000 keys, round-robin.
+    async fn get(&self, name: &'static str, consistency: Consistency) -> anyhow::Result<Stats> {
         let keys = self.n(GET_KEYS);
         self.fill("get", keys).await?;
         let n = self.n(GET_N);
@@ -249,7 +276,7 @@ impl Bench {
         let start = Instant::now();
         for i in 0..n {
             let t = Instant::now();
-            let entry = self.kv.get(k("get", i % keys)).await?;
+            let entry = self.kv.get_with(k("get", i % keys), consistency).await?;
             latencies.push(t.elapsed());
             if entry.is_none() {
                 bail!("key get/{} is missing", i % keys);

@@ -7,7 +7,6 @@
 //! `{"name":..,"ops":..,"secs":..,"p50_us":..,"p99_us":..}`.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
@@ -108,9 +107,7 @@ fn embedded(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     let run_deno = only.as_deref() != Some("kv");
 
     let root = project_root();
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target_dir = crate::target_dir();
     let out_dir = target_dir.join("bench");
     // A scratch folder on the same disk as the build: /tmp may be a tmpfs,
     // where fsync is free and the figures would mean little.

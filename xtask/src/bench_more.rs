@@ -1,18 +1,12 @@
 //! `cargo xtask bench server` and `cargo xtask bench queue`.
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
 
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
 use crate::serve::Server;
-use crate::{project_root, tools};
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| project_root().join("target"), PathBuf::from)
-}
+use crate::{project_root, target_dir, tools};
 
 fn scale(args: &[String]) -> String {
     args.iter()

@@ -41,9 +41,7 @@ pub(crate) fn run(sh: &Shell, _args: &[String]) -> anyhow::Result<()> {
     let python = ensure_python(sh, &root)?;
     // Built with ci's package selection, so it reuses ci's build.
     let bin = crate::artifacts::kv_server_bin(sh, crate::artifacts::WORKSPACE)?;
-    let target_dir =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let dir = target_dir.join("clients");
+    let dir = crate::target_dir().join("clients");
     if dir.exists() {
         sh.remove_path(&dir)?;
     }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -335,10 +335,7 @@ fn against_server(
         server.label
     );
     let bin = artifacts::kv_server_bin(sh, selection)?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let dir = target_dir.join("conformance").join(server.label);
+    let dir = crate::target_dir().join("conformance").join(server.label);
     if dir.exists() {
         sh.remove_path(&dir)?;
     }

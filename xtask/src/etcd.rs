@@ -17,8 +17,11 @@
 //! - `cargo xtask etcd test`: kv-etcd's own tests, which start their own
 //!   clusters and kill members (the leader-kill RPO/RTO and no-quorum
 //!   tests), with their measurements shown.
-//! - `cargo xtask etcd bench [--workload NAME] [--scale F]`: the kv-bench
-//!   workloads (`kv-etcd/examples/bench.rs`) on a fresh 3-member cluster.
+//! - `cargo xtask etcd bench [--workload NAME,..] [--scale F]`: kv-bench's
+//!   workloads (built with its `etcd` feature) on a fresh 3-member cluster;
+//!   by default every workload plus `get_eventual`, at a scale of 0.05
+//!   (each commit waits for fsyncs on two members, so the full counts would
+//!   take minutes).
 
 use std::process::{Command, Stdio};
 
@@ -207,17 +210,24 @@ fn conformance(sh: &Shell, args: &[String]) -> anyhow::Result<Counts> {
 
 fn bench(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     ensure_packages(sh)?;
-    cmd!(sh, "cargo build -p kv-etcd --example bench")
-        .run()
-        .context("building the etcd bench")?;
+    cmd!(
+        sh,
+        "cargo build --release -p kv-bench --features etcd --bin kv-bench"
+    )
+    .run()
+    .context("building kv-bench with the etcd feature")?;
+    let bin = crate::target_dir().join("release").join("kv-bench");
+    let mut args = args.to_vec();
+    for (flag, default) in [("--workload", "all,get_eventual"), ("--scale", "0.05")] {
+        if !args.iter().any(|a| a == flag) {
+            args.extend([flag.to_owned(), default.to_owned()]);
+        }
+    }
     let cluster = Cluster::start()?;
     let url = format!("etcd://{}/bench", cluster.endpoints);
-    let output = cmd!(
-        sh,
-        "cargo run -q -p kv-etcd --example bench -- --url {url} {args...}"
-    )
-    .output()
-    .context("running the etcd bench")?;
+    let output = cmd!(sh, "{bin} --backend {url} {args...}")
+        .output()
+        .context("running the etcd bench")?;
     drop(cluster);
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {

@@ -109,6 +109,13 @@ pub(crate) fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` or `target/` in the
+/// project root.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| project_root().join("target"), PathBuf::from)
+}
+
 /// Runs the kv-sqlite crash test (`kv-sqlite/tests/it/crash.rs`) with
 /// `KV_CRASH_ROUNDS=${N:-200}`.
 fn crash(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
