@@ -46,6 +46,7 @@ mod selector;
 mod value;
 mod versionstamp;
 pub mod watch;
+pub mod workers;
 
 pub use backend::{Backend, CommitOutcome, Consistency};
 pub use clock::{Clock, ManualClock, SystemClock};

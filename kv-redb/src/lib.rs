@@ -70,14 +70,14 @@ mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use crossbeam_channel::Sender;
 use futures::channel::oneshot;
 use kv_core::backend::{AtomicWrite, RawEntry, ReadRange, WatchStream};
 use kv_core::watch::{WatchHub, watch_keys};
+use kv_core::workers::Workers;
 use kv_core::{Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock};
 
 use crate::error::BACKEND;
@@ -167,7 +167,7 @@ impl RedbConfig {
                 db: inline_db,
             })),
             clock: self.clock.clone(),
-            workers: Mutex::new(Vec::new()),
+            workers: Workers::new(),
         });
         // On an error below, dropping `inner` stops the threads started so
         // far, and the last thread to end closes the file.
@@ -204,7 +204,7 @@ struct Inner {
     /// `None` once closed. Dropping the senders is what stops the threads.
     channels: RwLock<Option<Channels>>,
     clock: Arc<dyn Clock>,
-    workers: Mutex<Vec<Worker>>,
+    workers: Workers,
 }
 
 struct Channels {
@@ -214,24 +214,9 @@ struct Channels {
     db: Arc<redb::Database>,
 }
 
-struct Worker {
-    handle: JoinHandle<()>,
-    /// Resolves (cancelled) when the thread is about to end.
-    exited: oneshot::Receiver<()>,
-}
-
 impl Inner {
     fn spawn(&self, name: String, body: impl FnOnce() + Send + 'static) -> Result<()> {
-        let (exit_tx, exited) = oneshot::channel::<()>();
-        let handle = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || {
-                let _exit = exit_tx;
-                body();
-            })
-            .map_err(RedbError::Spawn)?;
-        lock(&self.workers).push(Worker { handle, exited });
-        Ok(())
+        Ok(self.workers.spawn(name, body).map_err(RedbError::Spawn)?)
     }
 
     fn channels(&self) -> std::sync::RwLockReadGuard<'_, Option<Channels>> {
@@ -269,17 +254,9 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let channels = self.channels.get_mut().unwrap_or_else(|e| e.into_inner());
         drop(channels.take());
-        let workers = std::mem::take(self.workers.get_mut().unwrap_or_else(|e| e.into_inner()));
-        for worker in workers {
-            // A worker that panicked has nothing left to clean up.
-            let _ = worker.handle.join();
-        }
+        self.workers.join_blocking();
         self.hub.close();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl RedbBackend {
@@ -346,14 +323,7 @@ impl Backend for RedbBackend {
             return;
         }
         drop(channels);
-        let mut workers = std::mem::take(&mut *lock(&self.inner.workers));
-        for worker in &mut workers {
-            let _ = (&mut worker.exited).await;
-        }
-        for worker in workers {
-            // The thread has returned (or is returning) from its body.
-            let _ = worker.handle.join();
-        }
+        self.inner.workers.join().await;
         self.inner.hub.close();
     }
 }
