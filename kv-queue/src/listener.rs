@@ -206,9 +206,11 @@ impl Queue {
         loop {
             let now = self.clock.now_ms();
             if now >= last_recovery + self.lease.as_millis() as u64 / 2 {
-                last_recovery = now;
-                if let Err(e) = self.recover_expired_leases().await {
-                    tracing_warn(&e);
+                // A failed pass is tried again on the next round, not half a
+                // lease later: a dead listener's message waits for it.
+                match self.recover_expired_leases().await {
+                    Ok(()) => last_recovery = now,
+                    Err(e) => tracing_warn(&e),
                 }
             }
             let claimed = match self.claim_ready(&permits, &handler, &mut running).await {
