@@ -228,12 +228,16 @@ pub(crate) mod util {
         KvValue::Bytes(s.as_bytes().to_vec())
     }
 
-    /// A V8 value from hex.
-    pub(crate) fn v8(hex: &str) -> KvValue {
-        let bytes = (0..hex.len())
+    /// Bytes from hex.
+    pub(crate) fn unhex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex literal"))
-            .collect();
-        KvValue::V8(bytes)
+            .collect()
+    }
+
+    /// A V8 value from hex.
+    pub(crate) fn v8(hex: &str) -> KvValue {
+        KvValue::V8(unhex(hex))
     }
 }

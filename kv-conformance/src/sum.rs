@@ -7,7 +7,7 @@ use kv_core::backend::MutationKind;
 use kv_core::{Error, KvValue, SetOptions, key};
 
 use crate::Cx;
-use crate::util::{b, v8};
+use crate::util::{b, unhex, v8};
 
 declare_cases!("sum":
     sum_on_absent_key_stores_operand,
@@ -199,59 +199,59 @@ async fn v8_sum_of_mixed_types_fails(cx: Cx) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn v8_sum_bounds_and_clamp(cx: Cx) -> anyhow::Result<()> {
-    cx.kv.set(key!["n"], v8("ff104902")).await?; // 1
-    let bounded = |clamp| MutationKind::Sum {
-        value: v8("ff104914"), // 10
-        min: None,
-        max: Some(vec![0xff, 0x10, 0x49, 0x0a]), // 5
+/// Sums V8 `operand` into `start` with bounds: without `clamp` the commit
+/// fails as out of range, with it the key ends up holding `clamped`.
+async fn bounded_v8_sum(
+    cx: &Cx,
+    start: &str,
+    operand: &str,
+    min: Option<&str>,
+    max: Option<&str>,
+    clamped: &str,
+) -> anyhow::Result<()> {
+    cx.kv.set(key!["n"], v8(start)).await?;
+    let sum = |clamp| MutationKind::Sum {
+        value: v8(operand),
+        min: min.map(unhex),
+        max: max.map(unhex),
         clamp,
     };
-    let r = cx
-        .kv
-        .atomic()
-        .mutate(key!["n"], bounded(false))
-        .commit()
-        .await;
+    let r = cx.kv.atomic().mutate(key!["n"], sum(false)).commit().await;
     assert_err!(r, Error::TypeMismatch(m) if m == "The result of a Sum operation would exceed its range limit");
-    cx.kv
-        .atomic()
-        .mutate(key!["n"], bounded(true))
-        .commit()
-        .await?;
+    cx.kv.atomic().mutate(key!["n"], sum(true)).commit().await?;
+    let got = value(cx, "n").await?;
     ensure!(
-        value(&cx, "n").await? == Some(v8("ff0f4e0000000000001440")),
-        "clamped to 5"
+        got == Some(v8(clamped)),
+        "clamped to {clamped}, got {got:?}"
     );
     Ok(())
 }
 
+async fn v8_sum_bounds_and_clamp(cx: Cx) -> anyhow::Result<()> {
+    // 1 + 10 with a maximum of 5 (the stored result is a double).
+    bounded_v8_sum(
+        &cx,
+        "ff104902",
+        "ff104914",
+        None,
+        Some("ff10490a"),
+        "ff0f4e0000000000001440",
+    )
+    .await
+}
+
 async fn v8_sum_clamps_to_the_minimum_then_the_maximum(cx: Cx) -> anyhow::Result<()> {
-    cx.kv.set(key!["n"], v8("ff10490a")).await?; // 5
-    // A minimum (10) above the maximum (3), as a client may send them.
-    let inverted = |clamp| MutationKind::Sum {
-        value: v8("ff104900"), // 0
-        min: Some(vec![0xff, 0x10, 0x49, 0x14]),
-        max: Some(vec![0xff, 0x10, 0x49, 0x06]),
-        clamp,
-    };
-    let r = cx
-        .kv
-        .atomic()
-        .mutate(key!["n"], inverted(false))
-        .commit()
-        .await;
-    assert_err!(r, Error::TypeMismatch(m) if m == "The result of a Sum operation would exceed its range limit");
-    cx.kv
-        .atomic()
-        .mutate(key!["n"], inverted(true))
-        .commit()
-        .await?;
-    ensure!(
-        value(&cx, "n").await? == Some(v8("ff0f4e0000000000000840")),
-        "raised to 10, then lowered to 3 (Deno's order)"
-    );
-    Ok(())
+    // 5 + 0 with a minimum (10) above the maximum (3), as a client may send
+    // them: raised to 10, then lowered to 3, in Deno's order.
+    bounded_v8_sum(
+        &cx,
+        "ff10490a",
+        "ff104900",
+        Some("ff104914"),
+        Some("ff104906"),
+        "ff0f4e0000000000000840",
+    )
+    .await
 }
 
 async fn sum_clears_expiry(cx: Cx) -> anyhow::Result<()> {

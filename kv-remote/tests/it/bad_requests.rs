@@ -105,6 +105,18 @@ fn write(w: proto::AtomicWrite) -> Vec<u8> {
     w.encode_to_vec()
 }
 
+/// An `AtomicWrite` enqueueing the number 1 for `deadline_ms`.
+fn enqueue(deadline_ms: i64) -> Vec<u8> {
+    write(proto::AtomicWrite {
+        enqueues: vec![proto::Enqueue {
+            payload: vec![0xff, 0x10, 0x49, 0x02],
+            deadline_ms,
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
 fn read(ranges: Vec<proto::ReadRange>) -> Vec<u8> {
     proto::SnapshotRead { ranges }.encode_to_vec()
 }
@@ -507,34 +519,12 @@ async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
     case!(
         "enqueue 60 days ahead",
         400,
-        s.data(
-            "atomic_write",
-            write(proto::AtomicWrite {
-                enqueues: vec![proto::Enqueue {
-                    payload: vec![0xff, 0x10, 0x49, 0x02],
-                    deadline_ms: i64::MAX / 2,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
-        )
-        .await
+        s.data("atomic_write", enqueue(i64::MAX / 2)).await
     );
     case!(
         "enqueue with a negative deadline",
         400,
-        s.data(
-            "atomic_write",
-            write(proto::AtomicWrite {
-                enqueues: vec![proto::Enqueue {
-                    payload: vec![0xff, 0x10, 0x49, 0x02],
-                    deadline_ms: -1,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
-        )
-        .await
+        s.data("atomic_write", enqueue(-1)).await
     );
     case!(
         "write into the system key space",
