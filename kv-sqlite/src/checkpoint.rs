@@ -30,7 +30,8 @@ use rusqlite::Connection;
 const DELAY: Duration = Duration::from_millis(50);
 
 /// WAL pages after which the writer checkpoints by itself (about 64 MiB of
-/// 4 KiB pages): reached only when this thread cannot keep up.
+/// 4 KiB pages): reached only when the writer never runs out of queued
+/// commits to finish a pass, or when this thread cannot keep up.
 pub(crate) const WRITER_BACKSTOP_PAGES: u32 = 16_384;
 
 /// The writer's side: tells the checkpointer that commits happened, waking
