@@ -12,7 +12,7 @@ use crate::error::SqliteError;
 
 const POINT_GET: &str = "select v, v_encoding, version from kv \
      where k = ?1 and (expiration_ms < 0 or expiration_ms > ?2)";
-const RANGE_SCAN: &str = "select k, v, v_encoding, version from kv \
+pub(crate) const RANGE_SCAN: &str = "select k, v, v_encoding, version from kv \
      where k >= ?1 and k < ?2 and (expiration_ms < 0 or expiration_ms > ?3) \
      order by k asc limit ?4";
 const RANGE_SCAN_REVERSE: &str = "select k, v, v_encoding, version from kv \
