@@ -29,9 +29,9 @@ const UPSERT: &str = "insert into kv (k, v, v_encoding, version, expiration_ms) 
 const DELETE: &str = "delete from kv where k = ?1";
 const GET_COUNTER: &str = "select version from data_version where k = 0";
 const SET_COUNTER: &str = "update data_version set version = ?1 where k = 0";
-const DELETE_EXPIRED: &str =
+pub(crate) const DELETE_EXPIRED: &str =
     "delete from kv where expiration_ms >= 0 and expiration_ms <= ?1 returning k";
-const EARLIEST_EXPIRY: &str =
+pub(crate) const EARLIEST_EXPIRY: &str =
     "select expiration_ms from kv where expiration_ms >= 0 order by expiration_ms limit 1";
 
 /// Clock milliseconds as SQLite stores them.

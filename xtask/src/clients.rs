@@ -101,8 +101,45 @@ pub(crate) fn run(sh: &Shell, _args: &[String]) -> anyhow::Result<()> {
     let stopped = server.stop();
     result?;
     stopped?;
-    println!("\nclients: Deno, Node, Python and the Rust listener passed against kv serve");
+    file_interop(sh, &deno, &bin, &dir.join("clients.sqlite3"), &token)?;
+    println!(
+        "\nclients: Deno, Node, Python and the Rust listener passed against kv serve, \
+         and Deno and kv opened each other's file"
+    );
     Ok(())
+}
+
+/// Deno's own SQLite backend opens the file `kv serve` wrote, writes to
+/// it, and `kv serve` reads that back: the two share one file format.
+fn file_interop(
+    sh: &Shell,
+    deno: &Path,
+    bin: &Path,
+    file: &Path,
+    token: &str,
+) -> anyhow::Result<()> {
+    let script = "clients/deno/file_interop.ts";
+    println!("\n==> Deno opens the file kv serve wrote ({script})");
+    cmd!(
+        sh,
+        "{deno} run -A --unstable-kv --no-check {script} local {file}"
+    )
+    .env("DENO_NO_UPDATE_CHECK", "1")
+    .run()
+    .context("Deno could not use the file kv serve wrote")?;
+    let server = Server::start(bin, [OsStr::new("--path"), file.as_os_str()], token)?;
+    let url = server.url.clone();
+    let result = cmd!(
+        sh,
+        "{deno} run -A --unstable-kv --no-check {script} remote {url}"
+    )
+    .env("DENO_NO_UPDATE_CHECK", "1")
+    .env("DENO_KV_ACCESS_TOKEN", token)
+    .run()
+    .context("kv serve could not read what Deno wrote to its file");
+    let stopped = server.stop();
+    result?;
+    stopped
 }
 
 /// A virtualenv with Python `denokv`, created on first use.
