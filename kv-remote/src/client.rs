@@ -553,10 +553,7 @@ impl Backend for RemoteBackend {
         let call = Call::new(Method::SnapshotRead, system);
         let body = convert::read_to_proto(ranges).encode_to_vec();
         let out = self.inner.call(call, consistency, body).await?;
-        let out = proto::SnapshotReadOutput::decode(out).map_err(|e| {
-            Error::InvalidValue(format!("KV Connect failed to decode response: {e}"))
-        })?;
-        convert::read_from_proto(out, n, consistency == Consistency::Strong)
+        convert::read_response(&out, n, consistency == Consistency::Strong)
     }
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {

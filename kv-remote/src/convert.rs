@@ -1,5 +1,7 @@
 //! Protobuf ↔ kv-core conversions, with the validation a server owes its
-//! clients. The one home of the wire format's byte layout.
+//! clients. The one home of the protobuf mapping
+//! (`wire` hand-writes the read response, the one message that grows with
+//! the data).
 
 use kv_core::backend::{
     AtomicWrite, Check, CommitOutcome, Enqueue, Mutation, MutationKind, RawEntry, ReadRange,
@@ -7,6 +9,8 @@ use kv_core::backend::{
 };
 use kv_core::limits::{self, MAX_DELAY_MS};
 use kv_core::{Error, Key, KvValue, Result, Versionstamp};
+
+use prost::Message;
 
 use crate::proto;
 
@@ -177,7 +181,9 @@ fn entry(e: RawEntry) -> proto::KvEntry {
     }
 }
 
-/// A successful read's response.
+/// A successful read's response as prost builds it ([`wire`](crate::wire)
+/// encodes the same bytes without building it).
+#[cfg(test)]
 pub(crate) fn read_output(ranges: Vec<Vec<RawEntry>>) -> proto::SnapshotReadOutput {
     proto::SnapshotReadOutput {
         ranges: ranges
@@ -253,40 +259,67 @@ fn raw_entry(e: proto::KvEntry) -> Result<RawEntry> {
     })
 }
 
-/// A read response, checked against the request.
-pub(crate) fn read_from_proto(
-    out: proto::SnapshotReadOutput,
+/// A read response, checked against the request: decoded by
+/// [`wire`](crate::wire), or by prost when that steps aside.
+pub(crate) fn read_response(
+    body: &[u8],
     ranges: usize,
     strong: bool,
 ) -> Result<Vec<Vec<RawEntry>>> {
-    if out.read_disabled || out.status == proto::SnapshotReadStatus::SrReadDisabled as i32 {
+    if let Some(out) = crate::wire::decode_read_output(body) {
+        check_read(
+            out.read_disabled,
+            out.status,
+            out.read_is_strongly_consistent,
+            out.ranges.len(),
+            ranges,
+            strong,
+        )?;
+        return Ok(out.ranges);
+    }
+    let out = proto::SnapshotReadOutput::decode(body)
+        .map_err(|e| Error::InvalidValue(format!("KV Connect failed to decode response: {e}")))?;
+    check_read(
+        out.read_disabled,
+        out.status,
+        out.read_is_strongly_consistent,
+        out.ranges.len(),
+        ranges,
+        strong,
+    )?;
+    out.ranges
+        .into_iter()
+        .map(|r| r.values.into_iter().map(raw_entry).collect())
+        .collect()
+}
+
+fn check_read(
+    read_disabled: bool,
+    status: i32,
+    strongly_consistent: bool,
+    got: usize,
+    ranges: usize,
+    strong: bool,
+) -> Result<()> {
+    if read_disabled || status == proto::SnapshotReadStatus::SrReadDisabled as i32 {
         return Err(Error::Unavailable {
             backend: "remote".into(),
             message: "Reads are disabled for this database".into(),
         });
     }
-    if out.status != proto::SnapshotReadStatus::SrSuccess as i32 {
-        return Err(protocol(format!(
-            "Unspecified read error (code={})",
-            out.status
-        )));
+    if status != proto::SnapshotReadStatus::SrSuccess as i32 {
+        return Err(protocol(format!("Unspecified read error (code={status})")));
     }
-    if strong && !out.read_is_strongly_consistent {
+    if strong && !strongly_consistent {
         return Err(Error::Unavailable {
             backend: "remote".into(),
             message: "Strong consistency reads are not available for this database".into(),
         });
     }
-    if out.ranges.len() != ranges {
-        return Err(protocol(format!(
-            "asked for {ranges} ranges, got {}",
-            out.ranges.len()
-        )));
+    if got != ranges {
+        return Err(protocol(format!("asked for {ranges} ranges, got {got}")));
     }
-    out.ranges
-        .into_iter()
-        .map(|r| r.values.into_iter().map(raw_entry).collect())
-        .collect()
+    Ok(())
 }
 
 fn value_to_proto(v: KvValue) -> proto::KvValue {

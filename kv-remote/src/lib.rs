@@ -24,6 +24,7 @@ mod convert;
 mod error;
 mod server;
 mod transport;
+mod wire;
 
 /// The protobuf messages of the KV Connect data path.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

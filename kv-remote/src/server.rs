@@ -343,7 +343,11 @@ fn decode<M: Message + Default>(body: &[u8]) -> Result<M, ApiError> {
 }
 
 fn protobuf(m: impl Message) -> Response {
-    let mut r = Response::new(Body::from(m.encode_to_vec()));
+    protobuf_bytes(m.encode_to_vec())
+}
+
+fn protobuf_bytes(body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/x-protobuf"),
@@ -365,7 +369,7 @@ async fn read_impl(
         .backend
         .snapshot_read(ranges, Consistency::Strong)
         .await?;
-    Ok(protobuf(convert::read_output(out)))
+    Ok(protobuf_bytes(crate::wire::encode_read_output(&out)))
 }
 
 async fn write_impl(
