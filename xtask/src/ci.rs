@@ -78,7 +78,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
         ("clients", Box::new(|| crate::clients::run(sh, &[]))),
         ("consistency", Box::new(|| crate::consistency::run(sh, &[]))),
         ("fuzz", Box::new(|| crate::fuzz::run(sh, &[]))),
-        ("deny", Box::new(|| step_deny(sh))),
+        ("licenses", Box::new(|| crate::licenses::run(sh))),
     ];
 
     for name in &skip {
@@ -179,21 +179,5 @@ fn step_tools(sh: &Shell) -> anyhow::Result<()> {
 /// package selection would rebuild much of the dependency graph.)
 fn step_test(sh: &Shell) -> anyhow::Result<()> {
     cmd!(sh, "cargo test --workspace --no-fail-fast").run()?;
-    Ok(())
-}
-
-fn step_deny(sh: &Shell) -> anyhow::Result<()> {
-    let available = cmd!(sh, "cargo deny --version")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run();
-    if available.is_err() {
-        println!("note: cargo-deny is not installed; skipping `cargo deny check`");
-        return Ok(());
-    }
-    cmd!(sh, "cargo deny check")
-        .run()
-        .context("cargo deny check")?;
     Ok(())
 }

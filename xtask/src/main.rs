@@ -22,6 +22,7 @@ mod conformance;
 mod consistency;
 mod etcd;
 mod fuzz;
+mod licenses;
 mod serve;
 mod tools;
 
@@ -38,8 +39,7 @@ cargo xtask <command>
 
 commands:
   ci [--skip STEP,..]         the single gate: tools, fmt, clippy, test, doc, conformance,
-                              etcd, clients, consistency, fuzz, deny (skipped with a note
-                              when cargo-deny is not installed)
+                              etcd, clients, consistency, fuzz, licenses
   conformance [ARGS..]        run the conformance suite (ARGS go to the harness, e.g. a
                               name filter); KV_TEST_URL=<url> runs it against that URL
   bench server|queue|v8 [--scale F]
@@ -64,6 +64,8 @@ commands:
                               libFuzzer on the V8 value and key decoders and the server's
                               request handling, N seconds per
                               target (default 20; crashes land in target/fuzz/artifacts)
+  licenses                    every dependency carries an accepted license (cargo
+                              metadata; the list is in xtask/src/licenses.rs)
   tools                       install the pinned tools (Deno) into .tools/
 ";
 
@@ -83,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench::run(&sh, rest),
         Some("crash") => crash(&sh, rest),
         Some("fuzz") => fuzz::run(&sh, rest),
+        Some("licenses") => licenses::run(&sh),
         Some("tools") => {
             let deno = tools::ensure_deno(&sh)?;
             println!("deno: {}", deno.display());
