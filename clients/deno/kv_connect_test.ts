@@ -246,6 +246,31 @@ test("watch from the same handle and from a second handle", async (kv, p) => {
   }
 });
 
+test("250 watches on one handle leave room for its calls", async (kv, p) => {
+  // Deno sends a handle's calls and watches on one HTTP/2 connection.
+  // (With hyper's default of 200 streams, the set below waited forever.)
+  const readers = Array.from({ length: 250 }, (_, i) => kv.watch([[p, "w", i]]).getReader());
+  let timer: number | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("no answer within 20 s")), 20_000);
+  });
+  try {
+    await Promise.race([
+      (async () => {
+        await Promise.all(readers.map((r) => r.read()));
+        const w = await kv.set([p, "w", 7], "seen");
+        let next = await readers[7].read();
+        while (next.value![0].versionstamp !== w.versionstamp) next = await readers[7].read();
+        assertEquals(next.value![0].value, "seen");
+      })(),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+    await Promise.all(readers.map((r) => r.cancel()));
+  }
+});
+
 test("limit errors", async (kv, p) => {
   await assertRejects(() => kv.set([p, new Uint8Array(2047)], 1));
   await kv.set([p, "x".repeat(2000)], 1);

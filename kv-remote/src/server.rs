@@ -34,6 +34,12 @@ const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 const METADATA_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Keep-alive interval of watch streams.
 const WATCH_PING: Duration = Duration::from_secs(5);
+/// Calls one HTTP/2 connection may have open at once. Deno's client sends
+/// every call of a `Deno.Kv` on one connection and each watch holds a
+/// stream, so hyper's default of 200 let an app watching 200 keys wait
+/// forever on its next call. Deno's local KV has no limit; this one only
+/// bounds what one connection can make the server hold.
+const MAX_STREAMS: u32 = 16_384;
 
 /// How the server authenticates and identifies itself.
 #[derive(Clone)]
@@ -466,7 +472,8 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = router(backend, config, stop_rx);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http2().max_concurrent_streams(MAX_STREAMS);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {

@@ -1,9 +1,10 @@
 //! RemoteBackend's HTTP/2 data path: bodies larger than every flow-control
-//! window, many calls multiplexed on one connection, and a new connection
-//! after the server went away.
+//! window, many calls and watches multiplexed on one connection, and a new
+//! connection after the server went away.
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use futures::future::try_join_all;
 use kv_core::{Kv, KvValue, ListOptions, MemoryBackend, Selector, key};
 use kv_remote::{RemoteConfig, ServerConfig, bind, serve};
@@ -78,6 +79,31 @@ async fn concurrent_calls_share_one_connection() {
     for (i, e) in got.into_iter().enumerate() {
         assert_eq!(e.unwrap().value, KvValue::U64(i as u64));
     }
+}
+
+/// Deno's client sends every call of a handle on one HTTP/2 connection, so
+/// an app watching many keys must not use up the connection's streams: with
+/// hyper's default of 200, the 201st call waited forever.
+#[tokio::test]
+async fn hundreds_of_open_watches_leave_room_for_calls() {
+    let (url, _stop) = start(Arc::new(MemoryBackend::new())).await;
+    let remote = RemoteConfig::new(url, TOKEN).with_timeout(std::time::Duration::from_secs(5));
+    let kv = Kv::new(remote.connect().await.unwrap());
+    let open = async {
+        let mut watches = Vec::new();
+        for i in 0..500u64 {
+            let mut w = Box::pin(kv.watch(&[key!["w", i]]).unwrap());
+            w.next().await.unwrap().unwrap();
+            watches.push(w);
+        }
+        let stamp = kv.set(key!["w", 7u64], KvValue::U64(7)).await.unwrap();
+        (watches, stamp)
+    };
+    let (mut watches, stamp) = tokio::time::timeout(std::time::Duration::from_secs(20), open)
+        .await
+        .expect("500 watches and a set on one connection");
+    let seen = watches[7].next().await.unwrap().unwrap();
+    assert_eq!(seen[0].as_ref().unwrap().versionstamp, stamp);
 }
 
 #[tokio::test]
