@@ -36,7 +36,9 @@
 //! `data_version` holds the counter; each commit advances it by exactly 1,
 //! and so does an expiry sweep that deleted something. The `queue` tables
 //! are created for Deno but not used: kv keeps queues as data under
-//! [`kv_core::backend::SYSTEM_PREFIX`].
+//! [`kv_core::backend::SYSTEM_PREFIX`]. In files kv creates, the index on
+//! `expiration_ms` holds only rows that expire (Deno indexes every row);
+//! Deno's and kv's expiry queries use it either way.
 //!
 //! ```
 //! # futures::executor::block_on(async {
