@@ -13,6 +13,7 @@ use kv_core::{Error, Key, KvValue, Result, Versionstamp};
 use prost::Message;
 
 use crate::proto;
+use crate::wire::ReadOutput;
 
 fn invalid(msg: &str) -> Error {
     Error::InvalidArgument(msg.to_owned())
@@ -267,41 +268,28 @@ pub(crate) fn read_response(
     strong: bool,
 ) -> Result<Vec<Vec<RawEntry>>> {
     if let Some(out) = crate::wire::decode_read_output(body) {
-        check_read(
-            out.read_disabled,
-            out.status,
-            out.read_is_strongly_consistent,
-            out.ranges.len(),
-            ranges,
-            strong,
-        )?;
+        check_read(&out, ranges, strong)?;
         return Ok(out.ranges);
     }
     let out = proto::SnapshotReadOutput::decode(body)
         .map_err(|e| Error::InvalidValue(format!("KV Connect failed to decode response: {e}")))?;
-    check_read(
-        out.read_disabled,
-        out.status,
-        out.read_is_strongly_consistent,
-        out.ranges.len(),
-        ranges,
-        strong,
-    )?;
+    let out = ReadOutput {
+        ranges: out.ranges.into_iter().map(|r| r.values).collect(),
+        read_disabled: out.read_disabled,
+        read_is_strongly_consistent: out.read_is_strongly_consistent,
+        status: out.status,
+    };
+    // The entries convert only after the answer as a whole is checked.
+    check_read(&out, ranges, strong)?;
     out.ranges
         .into_iter()
-        .map(|r| r.values.into_iter().map(raw_entry).collect())
+        .map(|r| r.into_iter().map(raw_entry).collect())
         .collect()
 }
 
-fn check_read(
-    read_disabled: bool,
-    status: i32,
-    strongly_consistent: bool,
-    got: usize,
-    ranges: usize,
-    strong: bool,
-) -> Result<()> {
-    if read_disabled || status == proto::SnapshotReadStatus::SrReadDisabled as i32 {
+fn check_read<E>(out: &ReadOutput<E>, ranges: usize, strong: bool) -> Result<()> {
+    let status = out.status;
+    if out.read_disabled || status == proto::SnapshotReadStatus::SrReadDisabled as i32 {
         return Err(Error::Unavailable {
             backend: "remote".into(),
             message: "Reads are disabled for this database".into(),
@@ -310,12 +298,13 @@ fn check_read(
     if status != proto::SnapshotReadStatus::SrSuccess as i32 {
         return Err(protocol(format!("Unspecified read error (code={status})")));
     }
-    if strong && !strongly_consistent {
+    if strong && !out.read_is_strongly_consistent {
         return Err(Error::Unavailable {
             backend: "remote".into(),
             message: "Strong consistency reads are not available for this database".into(),
         });
     }
+    let got = out.ranges.len();
     if got != ranges {
         return Err(protocol(format!("asked for {ranges} ranges, got {got}")));
     }

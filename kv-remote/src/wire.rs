@@ -132,10 +132,11 @@ pub(crate) fn encode_read_output(ranges: &[Vec<RawEntry>]) -> Vec<u8> {
 
 // ---- decoding -------------------------------------------------------------
 
-/// A `SnapshotReadOutput` read straight into entries.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct ReadOutput {
-    pub(crate) ranges: Vec<Vec<RawEntry>>,
+/// A `SnapshotReadOutput` read straight into entries (or, from prost,
+/// into its own entries still to convert).
+#[derive(Debug, PartialEq)]
+pub(crate) struct ReadOutput<E = RawEntry> {
+    pub(crate) ranges: Vec<Vec<E>>,
     pub(crate) read_disabled: bool,
     pub(crate) read_is_strongly_consistent: bool,
     pub(crate) status: i32,
@@ -192,7 +193,12 @@ fn skip(buf: &mut &[u8], wire: u8) -> Option<()> {
 
 /// Reads a `SnapshotReadOutput`; `None` sends the caller to prost.
 pub(crate) fn decode_read_output(mut buf: &[u8]) -> Option<ReadOutput> {
-    let mut out = ReadOutput::default();
+    let mut out = ReadOutput {
+        ranges: Vec::new(),
+        read_disabled: false,
+        read_is_strongly_consistent: false,
+        status: 0,
+    };
     while !buf.is_empty() {
         match field_key(&mut buf)? {
             (1, LEN) => out.ranges.push(range(len_delimited(&mut buf)?)?),
