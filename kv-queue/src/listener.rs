@@ -31,6 +31,9 @@ pub struct Delivery {
 /// A handler's failure: the message is retried per its backoff schedule.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
+/// How soon, in real time, a listener tries again after a failed step.
+const RETRY_SOON: Duration = Duration::from_millis(100);
+
 type HandlerFuture = Pin<Box<dyn Future<Output = std::result::Result<(), HandlerError>> + Send>>;
 type Handler = Arc<dyn Fn(Delivery) -> HandlerFuture + Send + Sync>;
 
@@ -204,13 +207,19 @@ impl Queue {
         let mut last_recovery = 0u64;
         let mut failures = 0u32;
         loop {
+            // After a failed step the next round comes soon in real time:
+            // the listener's clock may be a manual one that does not move.
+            let mut retry_in: Option<Duration> = None;
             let now = self.clock.now_ms();
             if now >= last_recovery + self.lease.as_millis() as u64 / 2 {
                 // A failed pass is tried again on the next round, not half a
                 // lease later: a dead listener's message waits for it.
                 match self.recover_expired_leases().await {
                     Ok(()) => last_recovery = now,
-                    Err(e) => tracing_warn(&e),
+                    Err(e) => {
+                        tracing_warn(&e);
+                        retry_in = Some(RETRY_SOON);
+                    }
                 }
             }
             let claimed = match self.claim_ready(&permits, &handler, &mut running).await {
@@ -221,6 +230,10 @@ impl Queue {
                 Err(e) if e.is_retryable() && failures < 50 => {
                     failures += 1;
                     tracing_warn(&e);
+                    // Backing off to the poll interval keeps the tolerated
+                    // outage (50 failures) near 50 polls.
+                    let backoff = (RETRY_SOON * failures).min(self.poll);
+                    retry_in = Some(retry_in.map_or(backoff, |r| r.min(backoff)));
                     0
                 }
                 Err(e) => {
@@ -251,6 +264,7 @@ impl Queue {
                     }
                 }
                 () = self.sleep_until(wake_at) => {}
+                () = tokio::time::sleep(retry_in.unwrap_or_default()), if retry_in.is_some() => {}
             }
         }
         while running.join_next().await.is_some() {}
