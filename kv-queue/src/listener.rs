@@ -206,6 +206,7 @@ impl Queue {
         let mut shutdown = std::pin::pin!(shutdown.fuse());
         let mut last_recovery = 0u64;
         let mut failures = 0u32;
+        let mut recovery_failures = 0u32;
         loop {
             // After a failed step the next round comes soon in real time:
             // the listener's clock may be a manual one that does not move.
@@ -215,10 +216,14 @@ impl Queue {
                 // A failed pass is tried again on the next round, not half a
                 // lease later: a dead listener's message waits for it.
                 match self.recover_expired_leases().await {
-                    Ok(()) => last_recovery = now,
+                    Ok(()) => {
+                        last_recovery = now;
+                        recovery_failures = 0;
+                    }
                     Err(e) => {
                         tracing_warn(&e);
-                        retry_in = Some(RETRY_SOON);
+                        recovery_failures = recovery_failures.saturating_add(1);
+                        retry_in = Some(self.retry_after(recovery_failures));
                     }
                 }
             }
@@ -230,9 +235,7 @@ impl Queue {
                 Err(e) if e.is_retryable() && failures < 50 => {
                     failures += 1;
                     tracing_warn(&e);
-                    // Backing off to the poll interval keeps the tolerated
-                    // outage (50 failures) near 50 polls.
-                    let backoff = (RETRY_SOON * failures).min(self.poll);
+                    let backoff = self.retry_after(failures);
                     retry_in = Some(retry_in.map_or(backoff, |r| r.min(backoff)));
                     0
                 }
@@ -269,6 +272,14 @@ impl Queue {
         }
         while running.join_next().await.is_some() {}
         Ok(())
+    }
+
+    /// The real-time wait after the `n`th failure in a row: from 100 ms up
+    /// to the poll interval, so a lasting failure is not retried in a tight
+    /// loop, and the 50 claim failures a listener tolerates span about 50
+    /// polls.
+    fn retry_after(&self, n: u32) -> Duration {
+        (RETRY_SOON * n).min(self.poll)
     }
 
     async fn next_due(&self) -> Result<Option<u64>> {
