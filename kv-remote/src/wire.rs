@@ -96,15 +96,13 @@ fn range_len(entries: &[RawEntry]) -> usize {
 
 /// A successful read's response, as prost would encode it.
 pub(crate) fn encode_read_output(ranges: &[Vec<RawEntry>]) -> Vec<u8> {
-    let total: usize = ranges
-        .iter()
-        .map(|r| field_len(range_len(r)))
-        .sum::<usize>()
-        + 4;
+    // Each range's length once: a range's bytes follow its length.
+    let lens: Vec<usize> = ranges.iter().map(|r| range_len(r)).collect();
+    let total = lens.iter().map(|&len| field_len(len)).sum::<usize>() + 4;
     let mut out = Vec::with_capacity(total);
-    for range in ranges {
+    for (range, len) in ranges.iter().zip(lens) {
         out.push(1 << 3 | LEN);
-        put_varint(&mut out, range_len(range) as u64);
+        put_varint(&mut out, len as u64);
         for e in range {
             out.push(1 << 3 | LEN);
             put_varint(&mut out, entry_len(e) as u64);
