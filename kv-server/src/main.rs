@@ -20,9 +20,34 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "kv", version, about = "Deno KV, rebuilt in Rust")]
 struct Cli {
+    /// denokv's name for the SQLite file (`denokv --sqlite-path F serve`
+    /// works unchanged); a subcommand's `--path` wins over it.
+    #[arg(long, global = true, env = "DENO_KV_SQLITE_PATH")]
+    sqlite_path: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
+
+/// The database a subcommand opens: `--backend`, else `--path`, else
+/// `--sqlite-path`, else `./kv.sqlite3`.
+fn database_url(
+    backend: Option<&str>,
+    path: Option<&PathBuf>,
+    sqlite_path: Option<&PathBuf>,
+) -> String {
+    match backend {
+        Some(url) => url.to_owned(),
+        None => {
+            let path = path
+                .or(sqlite_path)
+                .map_or_else(|| DEFAULT_PATH.to_owned(), |p| p.display().to_string());
+            format!("sqlite:{path}")
+        }
+    }
+}
+
+/// The file served when no other is named.
+const DEFAULT_PATH: &str = "kv.sqlite3";
 
 #[derive(Subcommand)]
 enum Command {
@@ -37,9 +62,9 @@ enum Command {
 
 #[derive(clap::Args)]
 struct Listen {
-    /// SQLite file to listen on.
-    #[arg(long, default_value = "kv.sqlite3")]
-    path: PathBuf,
+    /// SQLite file to listen on [default: kv.sqlite3].
+    #[arg(long)]
+    path: Option<PathBuf>,
     /// Any `kv::open` URL instead of `--path`, e.g. a `kv serve` URL (token
     /// from `DENO_KV_ACCESS_TOKEN`).
     #[arg(long)]
@@ -53,13 +78,14 @@ struct Listen {
 }
 
 #[allow(clippy::print_stdout)]
-async fn listen(args: Listen) -> anyhow::Result<()> {
+async fn listen(args: Listen, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
-    let url = match &args.backend {
-        Some(url) => url.clone(),
-        None => format!("sqlite:{}", args.path.display()),
-    };
+    let url = database_url(
+        args.backend.as_deref(),
+        args.path.as_ref(),
+        sqlite_path.as_ref(),
+    );
     let backend = kv::open_backend(&url).await?;
     let queue = kv::Queue::new(backend.clone());
     let handled = Arc::new(AtomicU64::new(0));
@@ -109,20 +135,21 @@ async fn listen(args: Listen) -> anyhow::Result<()> {
 
 #[derive(clap::Args)]
 struct Queue {
-    /// SQLite file to inspect.
-    #[arg(long, default_value = "kv.sqlite3")]
-    path: PathBuf,
+    /// SQLite file to inspect [default: kv.sqlite3].
+    #[arg(long)]
+    path: Option<PathBuf>,
     /// Any `kv::open` URL instead of `--path`.
     #[arg(long)]
     backend: Option<String>,
 }
 
 #[allow(clippy::print_stdout)]
-async fn queue(args: Queue) -> anyhow::Result<()> {
-    let url = match &args.backend {
-        Some(url) => url.clone(),
-        None => format!("sqlite:{}", args.path.display()),
-    };
+async fn queue(args: Queue, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let url = database_url(
+        args.backend.as_deref(),
+        args.path.as_ref(),
+        sqlite_path.as_ref(),
+    );
     let backend = kv::open_backend(&url).await?;
     for (_, m) in kv_queue::layout::read_messages(backend.as_ref()).await? {
         let line = serde_json::json!({
@@ -140,9 +167,9 @@ async fn queue(args: Queue) -> anyhow::Result<()> {
 
 #[derive(clap::Args)]
 struct Serve {
-    /// SQLite file to serve (created if missing).
-    #[arg(long, default_value = "kv.sqlite3")]
-    path: PathBuf,
+    /// SQLite file to serve, created if missing [default: kv.sqlite3].
+    #[arg(long)]
+    path: Option<PathBuf>,
     /// Any `kv::open` URL instead of `--path` (e.g. `memory:`, `sqlite:FILE`).
     #[arg(long)]
     backend: Option<String>,
@@ -166,6 +193,18 @@ struct Serve {
     /// Database id announced to clients (default: the nil UUID, like denokv).
     #[arg(long)]
     database_id: Option<uuid::Uuid>,
+    /// Serve an existing SQLite file without writing to it: writes get 400
+    /// "this database is read only", expired keys are hidden but kept.
+    #[arg(long)]
+    read_only: bool,
+    /// Accepted for denokv compatibility; kv sizes its own SQLite
+    /// connections (one writer, two reader threads, two inline readers).
+    #[arg(long, env = "DENO_KV_NUM_WORKERS", hide = true)]
+    num_workers: Option<usize>,
+    /// Accepted for denokv compatibility; kv's group commit takes what is
+    /// queued and never waits for a batching window.
+    #[arg(long, env = "DENO_KV_ATOMIC_WRITE_BATCH_TIMEOUT_MS", hide = true)]
+    atomic_write_batch_timeout_ms: Option<u64>,
 }
 
 fn generated_token() -> String {
@@ -200,7 +239,7 @@ async fn shutdown_signal() {
 }
 
 #[allow(clippy::print_stdout)]
-async fn serve(args: Serve) -> anyhow::Result<()> {
+async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
     let mut tokens = args.access_tokens.clone();
     tokens.retain(|t| !t.is_empty());
     let generated = tokens.is_empty();
@@ -213,13 +252,24 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
             short.len()
         );
     }
-    let url = match &args.backend {
-        Some(url) => url.clone(),
-        None => format!("sqlite:{}", args.path.display()),
-    };
+    let url = database_url(
+        args.backend.as_deref(),
+        args.path.as_ref(),
+        sqlite_path.as_ref(),
+    );
+    if args.num_workers.is_some() || args.atomic_write_batch_timeout_ms.is_some() {
+        tracing::info!(
+            "--num-workers and --atomic-write-batch-timeout-ms are accepted for denokv \
+             compatibility and have no effect: kv sizes its own connections and group commit"
+        );
+    }
     // `open_backend` gives storage the queue layer: enqueues from clients
     // (the Node and Python clients send them) are stored with their commit.
-    let backend = kv::open_backend(&url).await?;
+    let backend = if args.read_only {
+        kv::open_backend_read_only(&url).await?
+    } else {
+        kv::open_backend(&url).await?
+    };
     let mut config = ServerConfig::new(tokens.clone());
     if let Some(id) = args.database_id {
         config = config.with_database_id(id);
@@ -232,7 +282,8 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         _ => "http",
     };
     let (listener, addr) = kv_remote::bind(args.addr).await?;
-    println!("kv {} serving {url}", env!("CARGO_PKG_VERSION"));
+    let mode = if args.read_only { " (read only)" } else { "" };
+    println!("kv {} serving {url}{mode}", env!("CARGO_PKG_VERSION"));
     println!("listening on {scheme}://{addr}");
     if generated {
         println!("access token: {}", tokens[0]);
@@ -257,9 +308,10 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
-        Command::Queue(args) => queue(args).await,
-        Command::Listen(args) => listen(args).await,
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args, cli.sqlite_path).await,
+        Command::Queue(args) => queue(args, cli.sqlite_path).await,
+        Command::Listen(args) => listen(args, cli.sqlite_path).await,
     }
 }

@@ -29,6 +29,10 @@ pub enum SqliteError {
         /// The version this build reads.
         expected: i64,
     },
+    /// A database opened read-only has no Deno KV schema to read (a
+    /// read-only open creates nothing).
+    #[error("the file holds no Deno KV database (opened read-only, so none was created)")]
+    NoSchema,
     /// SQLite refused `PRAGMA synchronous = FULL`, so commits would not be
     /// durable.
     #[error("PRAGMA synchronous is {0} after setting it to FULL (2)")]

@@ -78,7 +78,7 @@ use kv_core::{Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemC
 use crate::error::BACKEND;
 pub use crate::error::SqliteError;
 use crate::reader::ReadRequest;
-use crate::writer::{Request, WriteRequest, Writer};
+use crate::writer::{Request, Storage, WriteRequest, Writer};
 
 /// Reader threads of a file database.
 const READERS: usize = 2;
@@ -115,6 +115,7 @@ pub struct SqliteConfig {
     clock: Arc<dyn Clock>,
     max_batch: usize,
     busy_timeout: Duration,
+    read_only: bool,
 }
 
 impl SqliteConfig {
@@ -128,6 +129,7 @@ impl SqliteConfig {
             clock: Arc::new(SystemClock),
             max_batch: DEFAULT_MAX_BATCH,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            read_only: false,
         }
     }
 
@@ -161,6 +163,15 @@ impl SqliteConfig {
         self
     }
 
+    /// Opens an existing file without ever writing to it: commits fail with
+    /// [`Error::ReadOnly`], expired rows are hidden but not deleted, and no
+    /// checkpoint runs. Commits of other processes (a Deno program or a
+    /// `kv serve` writing the same file) still wake watchers.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
     /// Opens the database and starts its threads.
     ///
     /// # Errors
@@ -173,15 +184,25 @@ impl SqliteConfig {
         if self.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             return Err(Error::InvalidArgument("Filename cannot be empty".into()));
         }
-        let writer_conn = schema::open_writer(self.path.as_deref(), self.busy_timeout)?;
-        let checkpointer = match &self.path {
-            Some(path) => Some(schema::open_checkpointer(path, self.busy_timeout)?),
-            None => None,
+        let (writer_conn, checkpointer) = match (&self.path, self.read_only) {
+            (Some(path), true) => (schema::open_read_only(path, self.busy_timeout)?, None),
+            (None, true) => {
+                return Err(Error::InvalidArgument(
+                    "a read-only database needs a file".into(),
+                ));
+            }
+            (path, false) => (
+                schema::open_writer(path.as_deref(), self.busy_timeout)?,
+                match path {
+                    Some(path) => Some(schema::open_checkpointer(path, self.busy_timeout)?),
+                    None => None,
+                },
+            ),
         };
         let (notifier, rounds) = checkpoint::channel();
         let open_readers = |n: usize| match &self.path {
             Some(path) => (0..n)
-                .map(|_| schema::open_reader(path, self.busy_timeout))
+                .map(|_| schema::open_reader(path, self.busy_timeout, self.read_only))
                 .collect::<Result<Vec<_>, _>>(),
             None => Ok(Vec::new()),
         };
@@ -211,7 +232,11 @@ impl SqliteConfig {
             hub,
             self.clock.clone(),
             self.max_batch,
-            self.path.is_some(),
+            match (&self.path, self.read_only) {
+                (None, _) => Storage::Memory,
+                (Some(_), false) => Storage::File,
+                (Some(_), true) => Storage::ReadOnlyFile,
+            },
             checkpointer.is_some().then_some(notifier),
         );
         inner.spawn("kv-sqlite-writer".into(), move || writer.run())?;

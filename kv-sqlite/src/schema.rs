@@ -101,6 +101,42 @@ pub(crate) fn open_writer(
     Ok(conn)
 }
 
+/// Opens the connection of a read-only database: the file must exist and
+/// hold the schema already; nothing (not even the journal mode) is changed.
+pub(crate) fn open_read_only(
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<Connection, SqliteError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy_timeout)?;
+    stable_plans(&conn)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    let version: Option<i64> = conn
+        .query_row(
+            "select version from migration_state where k = 0",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(_, Some(m)) if m.starts_with("no such table") => {
+                SqliteError::NoSchema
+            }
+            e => e.into(),
+        })?;
+    match version {
+        Some(SCHEMA_VERSION) => Ok(conn),
+        Some(found) => Err(SqliteError::SchemaVersion {
+            found,
+            expected: SCHEMA_VERSION,
+        }),
+        None => Err(SqliteError::NoSchema),
+    }
+}
+
 /// Opens the checkpointer's connection to an existing file.
 pub(crate) fn open_checkpointer(
     path: &Path,
@@ -114,12 +150,20 @@ pub(crate) fn open_checkpointer(
     Ok(conn)
 }
 
-/// Opens a connection that only reads an existing file.
-pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection, SqliteError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+/// Opens a connection that only reads an existing file. Read-write at the
+/// file level unless the database is read-only: the last connection to close
+/// checkpoints the WAL, and a reader may be the last.
+pub(crate) fn open_reader(
+    path: &Path,
+    busy_timeout: Duration,
+    read_only: bool,
+) -> Result<Connection, SqliteError> {
+    let access = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    };
+    let conn = Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "query_only", true)?;
     stable_plans(&conn)?;
@@ -180,7 +224,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kv.sqlite3");
         drop(open_writer(Some(&path), Duration::from_secs(1)).unwrap());
-        let conn = open_reader(&path, Duration::from_secs(1)).unwrap();
+        let conn = open_reader(&path, Duration::from_secs(1), false).unwrap();
         for (limit, now) in [(10, 1_000), (20, 2_000), (30, 3_000)] {
             let range = ReadRange {
                 start: vec![0x02],

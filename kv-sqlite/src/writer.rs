@@ -43,6 +43,17 @@ pub(crate) struct WriteRequest {
     pub(crate) reply: oneshot::Sender<kv_core::Result<CommitOutcome>>,
 }
 
+/// What the writer's connection is attached to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Storage {
+    /// A private in-memory database: no other connection can change it.
+    Memory,
+    /// A file other connections (and processes) may share.
+    File,
+    /// A file opened read-only: commits fail, nothing is swept.
+    ReadOnlyFile,
+}
+
 /// The state of the writer thread.
 pub(crate) struct Writer {
     conn: Connection,
@@ -50,8 +61,7 @@ pub(crate) struct Writer {
     hub: WatchHub,
     clock: Arc<dyn Clock>,
     max_batch: usize,
-    /// Whether other connections may share the file (false in memory).
-    poll_others: bool,
+    storage: Storage,
     /// Tells the checkpointer thread that a batch committed (file only).
     committed: Option<crate::checkpoint::Notifier>,
     data_version: Option<i64>,
@@ -67,7 +77,7 @@ impl Writer {
         hub: WatchHub,
         clock: Arc<dyn Clock>,
         max_batch: usize,
-        poll_others: bool,
+        storage: Storage,
         committed: Option<crate::checkpoint::Notifier>,
     ) -> Self {
         Writer {
@@ -76,7 +86,7 @@ impl Writer {
             hub,
             clock,
             max_batch: max_batch.max(1),
-            poll_others,
+            storage,
             committed,
             data_version: None,
             next_poll: Instant::now(),
@@ -108,7 +118,11 @@ impl Writer {
                     next = self.rx.try_recv().ok();
                 }
             }
-            if !writes.is_empty() {
+            if self.storage == Storage::ReadOnlyFile {
+                for w in writes.drain(..) {
+                    let _ = w.reply.send(Err(kv_core::Error::ReadOnly));
+                }
+            } else if !writes.is_empty() {
                 self.commit_batch(std::mem::take(&mut writes));
             }
             for r in reads.drain(..) {
@@ -126,12 +140,13 @@ impl Writer {
         let now = Instant::now();
         if now >= self.next_poll {
             self.next_poll = now + POLL_INTERVAL;
-            if self.poll_others {
+            if self.storage != Storage::Memory {
                 self.poll_data_version();
             }
         }
         let due = self.next_expiry.is_some_and(|e| e <= self.clock.now_ms());
-        if due && self.sweep_after.is_none_or(|t| now >= t) {
+        let writable = self.storage != Storage::ReadOnlyFile;
+        if due && writable && self.sweep_after.is_none_or(|t| now >= t) {
             self.sweep();
         }
         // Only when nothing waits: the copy and the database fsync would

@@ -62,6 +62,37 @@ pub async fn open_backend(url: &str) -> Result<Arc<dyn Backend>> {
     Ok(Arc::new(kv_queue::QueueBackend::new(storage)))
 }
 
+/// Opens the SQLite file that `url` names without ever writing to it, as
+/// `kv serve --read-only` does: reads and watches work (other processes'
+/// commits still wake watchers), commits fail with [`Error::ReadOnly`], and
+/// expired keys are hidden but not deleted.
+///
+/// # Errors
+/// As [`open`]; `InvalidArgument` for in-memory databases, `Unsupported`
+/// for backends other than SQLite files, and an error when the file does
+/// not exist or holds no Deno KV database (nothing is created).
+pub async fn open_backend_read_only(url: &str) -> Result<Arc<dyn Backend>> {
+    let storage = match parse(url)? {
+        Target::Sqlite(path) => sqlite::open_read_only(path)?,
+        Target::Memory | Target::SqliteMemory => {
+            return Err(Error::InvalidArgument(
+                "a read-only database needs a file".into(),
+            ));
+        }
+        Target::Redb(_) => return Err(no_read_only("redb")),
+        Target::Etcd(_) => return Err(no_read_only("etcd")),
+        Target::Remote(_) => return Err(no_read_only("remote")),
+    };
+    Ok(Arc::new(kv_queue::QueueBackend::new(storage)))
+}
+
+fn no_read_only(backend: &str) -> Error {
+    Error::Unsupported {
+        backend: backend.into(),
+        op: "read-only opening (only SQLite files open read-only)",
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Target<'a> {
     Memory,
@@ -133,6 +164,12 @@ mod sqlite {
     pub(super) fn open_in_memory() -> Result<Arc<dyn Backend>> {
         Ok(Arc::new(kv_sqlite::SqliteBackend::open_in_memory()?))
     }
+
+    pub(super) fn open_read_only(path: &str) -> Result<Arc<dyn Backend>> {
+        Ok(Arc::new(
+            kv_sqlite::SqliteConfig::new(path).read_only().open()?,
+        ))
+    }
 }
 
 #[cfg(not(feature = "sqlite"))]
@@ -151,6 +188,10 @@ mod sqlite {
     }
 
     pub(super) fn open_in_memory() -> Result<Arc<dyn Backend>> {
+        Err(disabled())
+    }
+
+    pub(super) fn open_read_only(_path: &str) -> Result<Arc<dyn Backend>> {
         Err(disabled())
     }
 }

@@ -139,7 +139,35 @@ fn file_interop(
     .context("kv serve could not read what Deno wrote to its file");
     let stopped = server.stop();
     result?;
-    stopped
+    stopped?;
+    // denokv's command line, read-only: the file must come out unchanged.
+    let before = std::fs::read(file)?;
+    let server = Server::start_command(
+        bin,
+        [
+            OsStr::new("--sqlite-path"),
+            file.as_os_str(),
+            OsStr::new("serve"),
+            OsStr::new("--read-only"),
+        ],
+        token,
+    )?;
+    let url = server.url.clone();
+    let result = cmd!(
+        sh,
+        "{deno} run -A --unstable-kv --no-check {script} read-only {url}"
+    )
+    .env("DENO_NO_UPDATE_CHECK", "1")
+    .env("DENO_KV_ACCESS_TOKEN", token)
+    .run()
+    .context("kv --sqlite-path FILE serve --read-only did not serve the file read-only");
+    let stopped = server.stop();
+    result?;
+    stopped?;
+    if std::fs::read(file)? != before {
+        bail!("serving {} read-only changed the file", file.display());
+    }
+    Ok(())
 }
 
 /// A virtualenv with Python `denokv`, created on first use.

@@ -29,8 +29,19 @@ impl Server {
         args: impl IntoIterator<Item = impl AsRef<OsStr>>,
         token: &str,
     ) -> anyhow::Result<Server> {
+        let args = std::iter::once(OsStr::new("serve").to_owned())
+            .chain(args.into_iter().map(|a| a.as_ref().to_owned()));
+        Server::start_command(bin, args, token)
+    }
+
+    /// As [`Server::start`], with the whole command line given (`serve`
+    /// and all): for denokv's form `--sqlite-path FILE serve …`.
+    pub(crate) fn start_command(
+        bin: &Path,
+        args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+        token: &str,
+    ) -> anyhow::Result<Server> {
         let mut child = Command::new(bin)
-            .arg("serve")
             .args(args)
             .args(["--addr", "127.0.0.1:0", "--access-token", token])
             .env("RUST_LOG", "warn")

@@ -11,6 +11,7 @@ mod deno_compat;
 mod expiry;
 mod group_commit;
 mod perf;
+mod read_only;
 mod watch;
 
 use std::path::Path;
