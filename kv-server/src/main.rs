@@ -291,7 +291,10 @@ async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> 
     println!(
         "connect from Deno: DENO_KV_ACCESS_TOKEN=<token> deno run -A --unstable-kv app.ts  # Deno.openKv(\"{scheme}://{addr}\")"
     );
-    tracing::info!(%addr, backend = %url, "serving");
+    tracing::info!(backend = %url, read_only = args.read_only, "serving");
+    // denokv's wording, last on its line: scripts and tests written for
+    // denokv wait for it on stderr and parse the address after it.
+    tracing::info!("Listening on {scheme}://{addr}");
     kv_remote::serve(listener, backend.clone(), config, shutdown_signal()).await?;
     backend.close().await;
     tracing::info!("stopped");

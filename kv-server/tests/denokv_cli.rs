@@ -1,0 +1,162 @@
+//! The `kv` binary started the way denokv is started: `kv --sqlite-path F
+//! serve` (or `DENO_KV_SQLITE_PATH`), token from `DENO_KV_ACCESS_TOKEN`,
+//! ready when stderr says `Listening on http://ADDR`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kv::{Error, Kv, KvValue, key};
+
+const TOKEN: &str = "1234abcd5678efgh";
+
+/// A running `kv` and the address it announced.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `kv ARGS --addr 127.0.0.1:0` and waits for denokv's ready line.
+fn start(args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<Server> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kv"));
+    command
+        .args(args)
+        .args(["--addr", "127.0.0.1:0"])
+        .env("DENO_KV_ACCESS_TOKEN", TOKEN)
+        .env("RUST_LOG", "info")
+        .env_remove("DENO_KV_SQLITE_PATH")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn()?;
+    let stderr = child.stderr.take().expect("piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let Some(line) = lines.next() else {
+            let status = child.wait()?;
+            anyhow::bail!("kv exited ({status}) before it listened");
+        };
+        // denokv's integration tests parse everything after the marker.
+        if let Some((_, addr)) = line?.split_once("Listening on http://") {
+            break addr.parse::<std::net::SocketAddr>()?;
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok(Server {
+        child,
+        url: format!("http://{addr}"),
+    })
+}
+
+async fn connect(url: &str) -> anyhow::Result<Kv> {
+    Ok(Kv::new(
+        kv_remote::RemoteConfig::new(url.to_owned(), TOKEN)
+            .connect()
+            .await?,
+    ))
+}
+
+/// SIGTERM and a clean exit (the final checkpoint included).
+fn stop(mut server: Server) -> anyhow::Result<()> {
+    Command::new("kill")
+        .arg(server.child.id().to_string())
+        .status()?;
+    for _ in 0..100 {
+        if let Some(status) = server.child.try_wait()? {
+            anyhow::ensure!(status.success(), "kv exited with {status}");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!("kv did not stop within 5 s")
+}
+
+// Two workers: `stop` blocks one while the client's connection task, on
+// the other, answers the server's goodbye.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_the_file_named_by_sqlite_path() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("denokv.sqlite3");
+    let path = file.to_str().expect("utf-8 path");
+    let server = start(&["--sqlite-path", path, "serve"], &[])?;
+    let stamp = connect(&server.url)
+        .await?
+        .set(key!["via", "flag"], KvValue::U64(1))
+        .await?;
+    stop(server)?;
+
+    // The same file through the environment, as denokv's container runs it.
+    let server = start(&["serve"], &[("DENO_KV_SQLITE_PATH", &file)])?;
+    let kv = connect(&server.url).await?;
+    let got = kv.get(key!["via", "flag"]).await?.expect("written before");
+    assert_eq!(got.versionstamp, stamp);
+    kv.set(key!["via", "env"], KvValue::U64(2)).await?;
+    stop(server)?;
+
+    let local = kv::open(path).await?;
+    assert!(local.get(key!["via", "env"]).await?.is_some());
+    local.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_serves_reads_and_refuses_writes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("denokv.sqlite3");
+    let path = file.to_str().expect("utf-8 path");
+    let local = kv::open(path).await?;
+    let stamp = local.set(key!["a"], KvValue::U64(1)).await?;
+    local.close().await;
+
+    let server = start(
+        &[
+            "--sqlite-path",
+            path,
+            "serve",
+            "--read-only",
+            "--num-workers",
+            "4",
+            "--atomic-write-batch-timeout-ms",
+            "5",
+        ],
+        &[],
+    )?;
+    let kv = connect(&server.url).await?;
+    let got = kv.get(key!["a"]).await?.expect("stored");
+    assert_eq!(got.versionstamp, stamp);
+    let err = kv
+        .set(key!["b"], KvValue::U64(2))
+        .await
+        .expect_err("read only");
+    assert!(matches!(err, Error::ReadOnly), "{err:?}");
+    stop(server)?;
+    Ok(())
+}
+
+#[test]
+fn read_only_refuses_a_missing_file_and_creates_none() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("missing.sqlite3");
+    let out = Command::new(env!("CARGO_BIN_EXE_kv"))
+        .args(["--sqlite-path", file.to_str().expect("utf-8 path")])
+        .args(["serve", "--read-only", "--addr", "127.0.0.1:0"])
+        .env("DENO_KV_ACCESS_TOKEN", TOKEN)
+        .stdin(Stdio::null())
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unable to open"), "{stderr}");
+    assert!(!file.exists(), "a read-only serve must not create the file");
+    Ok(())
+}
