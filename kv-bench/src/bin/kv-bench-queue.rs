@@ -20,6 +20,8 @@ use tokio::sync::mpsc;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const USAGE: &str = "usage: kv-bench-queue --path FILE [--scale F]";
+
 fn pct(lat: &mut [Duration], p: f64) -> f64 {
     lat.sort();
     lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
@@ -35,7 +37,11 @@ async fn main() -> anyhow::Result<()> {
         match flag.as_str() {
             "--path" => path = it.next(),
             "--scale" => scale = it.next().context("--scale needs a value")?.parse()?,
-            other => anyhow::bail!("unknown argument {other}"),
+            "-h" | "--help" => {
+                eprintln!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other}\n{USAGE}"),
         }
     }
     let path = path.context("--path FILE is required")?;

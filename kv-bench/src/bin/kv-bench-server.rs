@@ -22,6 +22,8 @@ use kv_remote::RemoteConfig;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const USAGE: &str = "usage: kv-bench-server --url URL --token TOKEN [--server-pid PID] [--scale F] [--only NAME[,NAME..]]";
+
 struct Args {
     url: String,
     token: String,
@@ -55,7 +57,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--server-pid" => args.server_pid = Some(value()?.parse()?),
             "--scale" => args.scale = value()?.parse()?,
             "--only" => args.only = Some(value()?.split(',').map(str::to_owned).collect()),
-            other => anyhow::bail!("unknown argument {other}"),
+            "-h" | "--help" => {
+                eprintln!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other}\n{USAGE}"),
         }
     }
     anyhow::ensure!(!args.url.is_empty(), "--url is required");

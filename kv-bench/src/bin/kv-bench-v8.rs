@@ -21,6 +21,8 @@ use kv_v8::{JsValue, decode, encode};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const USAGE: &str = "usage: kv-bench-v8 [--scale F] [--write FILE] [--iterations N]";
+
 /// A record like an application stores: strings, numbers, booleans, a
 /// date, nested objects and arrays; about 1 KiB encoded.
 fn typical_object() -> JsValue {
@@ -85,7 +87,11 @@ fn main() -> anyhow::Result<()> {
                         .parse::<u64>()?,
                 );
             }
-            other => anyhow::bail!("unknown argument {other}"),
+            "-h" | "--help" => {
+                eprintln!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other}\n{USAGE}"),
         }
     }
     let value = typical_object();
