@@ -5,7 +5,7 @@
 //! and prints the URL and an access token.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use kv::Clock;
@@ -30,11 +30,7 @@ struct Cli {
 
 /// The database a subcommand opens: `--backend`, else `--path`, else
 /// `--sqlite-path`, else `./kv.sqlite3`.
-fn database_url(
-    backend: Option<&str>,
-    path: Option<&PathBuf>,
-    sqlite_path: Option<&PathBuf>,
-) -> String {
+fn database_url(backend: Option<&str>, path: Option<&Path>, sqlite_path: Option<&Path>) -> String {
     match backend {
         Some(url) => url.to_owned(),
         None => {
@@ -83,8 +79,8 @@ async fn listen(args: Listen, sqlite_path: Option<PathBuf>) -> anyhow::Result<()
     use std::sync::atomic::{AtomicU64, Ordering};
     let url = database_url(
         args.backend.as_deref(),
-        args.path.as_ref(),
-        sqlite_path.as_ref(),
+        args.path.as_deref(),
+        sqlite_path.as_deref(),
     );
     let backend = kv::open_backend(&url).await?;
     let queue = kv::Queue::new(backend.clone());
@@ -147,8 +143,8 @@ struct Queue {
 async fn queue(args: Queue, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
     let url = database_url(
         args.backend.as_deref(),
-        args.path.as_ref(),
-        sqlite_path.as_ref(),
+        args.path.as_deref(),
+        sqlite_path.as_deref(),
     );
     let backend = kv::open_backend(&url).await?;
     for (_, m) in kv_queue::layout::read_messages(backend.as_ref()).await? {
@@ -254,8 +250,8 @@ async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> 
     }
     let url = database_url(
         args.backend.as_deref(),
-        args.path.as_ref(),
-        sqlite_path.as_ref(),
+        args.path.as_deref(),
+        sqlite_path.as_deref(),
     );
     if args.num_workers.is_some() || args.atomic_write_batch_timeout_ms.is_some() {
         tracing::info!(
