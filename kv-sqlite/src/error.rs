@@ -52,13 +52,18 @@ pub enum SqliteError {
 }
 
 impl SqliteError {
-    /// Whether SQLite reported `SQLITE_BUSY` or `SQLITE_LOCKED`: another
-    /// connection holds a lock, and retrying later may succeed.
+    /// Whether SQLite reported `SQLITE_BUSY` or `SQLITE_LOCKED` (another
+    /// connection holds a lock) or `SQLITE_PROTOCOL` (a WAL reader lost the
+    /// race for a read lock many times in a row): retrying later may succeed.
     pub fn is_busy(&self) -> bool {
         match self {
             SqliteError::Sqlite(e) => matches!(
                 e.sqlite_error_code(),
-                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                Some(
+                    ErrorCode::DatabaseBusy
+                        | ErrorCode::DatabaseLocked
+                        | ErrorCode::FileLockingProtocolFailed
+                )
             ),
             SqliteError::Shared(e) => e.is_busy(),
             _ => false,
@@ -75,5 +80,39 @@ impl From<SqliteError> for kv_core::Error {
             };
         }
         kv_core::Error::backend(BACKEND, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::ffi;
+
+    use super::*;
+
+    fn failure(code: i32) -> SqliteError {
+        SqliteError::Sqlite(rusqlite::Error::SqliteFailure(ffi::Error::new(code), None))
+    }
+
+    /// Lock contention is transient and reaches users as the retryable
+    /// `Unavailable`; anything else is a backend failure.
+    #[test]
+    fn lock_contention_is_retryable() {
+        for code in [ffi::SQLITE_BUSY, ffi::SQLITE_LOCKED, ffi::SQLITE_PROTOCOL] {
+            let e = failure(code);
+            assert!(e.is_busy(), "{e}");
+            let shared = SqliteError::Shared(Arc::new(failure(code)));
+            assert!(matches!(
+                kv_core::Error::from(shared),
+                kv_core::Error::Unavailable { .. }
+            ));
+        }
+        for code in [ffi::SQLITE_CORRUPT, ffi::SQLITE_IOERR, ffi::SQLITE_FULL] {
+            let e = failure(code);
+            assert!(!e.is_busy(), "{e}");
+            assert!(matches!(
+                kv_core::Error::from(e),
+                kv_core::Error::Backend { .. }
+            ));
+        }
     }
 }
