@@ -264,7 +264,11 @@ mod tests {
             )
             .unwrap();
         assert!(index.ends_with("where expiration_ms >= 0"), "{index}");
-        for sql in [crate::store::DELETE_EXPIRED, crate::store::EARLIEST_EXPIRY] {
+        for sql in [
+            crate::store::DELETE_EXPIRED,
+            crate::store::EARLIEST_EXPIRY,
+            crate::store::EXPIRY_AFTER,
+        ] {
             let plan = query_plan(&conn, sql);
             assert!(plan.contains("kv_expiration_ms_idx"), "{sql}: {plan}");
         }

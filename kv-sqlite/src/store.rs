@@ -34,6 +34,11 @@ pub(crate) const DELETE_EXPIRED: &str =
 pub(crate) const EARLIEST_EXPIRY: &str =
     "select expiration_ms from kv where expiration_ms >= 0 order by expiration_ms limit 1";
 
+/// The first expiry later than `?1`. The `>= 0` term lets SQLite use the
+/// partial expiry index (a bound parameter alone proves nothing about it).
+pub(crate) const EXPIRY_AFTER: &str = "select expiration_ms from kv \
+     where expiration_ms >= 0 and expiration_ms > ?1 order by expiration_ms limit 1";
+
 /// Clock milliseconds as SQLite stores them.
 fn ms(now: u64) -> i64 {
     i64::try_from(now).unwrap_or(i64::MAX)
@@ -200,6 +205,14 @@ pub(crate) fn delete_expired(conn: &Connection, now: u64) -> Result<Vec<Vec<u8>>
 pub(crate) fn earliest_expiry(conn: &Connection) -> Result<Option<u64>, SqliteError> {
     let mut stmt = conn.prepare_cached(EARLIEST_EXPIRY)?;
     let e: Option<i64> = stmt.query_row([], |row| row.get(0)).optional()?;
+    Ok(e.map(|e| e as u64))
+}
+
+/// The first expiry after `now`, for read-only databases, whose expired
+/// rows stay.
+pub(crate) fn expiry_after(conn: &Connection, now: u64) -> Result<Option<u64>, SqliteError> {
+    let mut stmt = conn.prepare_cached(EXPIRY_AFTER)?;
+    let e: Option<i64> = stmt.query_row([ms(now)], |row| row.get(0)).optional()?;
     Ok(e.map(|e| e as u64))
 }
 

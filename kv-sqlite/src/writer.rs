@@ -145,9 +145,12 @@ impl Writer {
             }
         }
         let due = self.next_expiry.is_some_and(|e| e <= self.clock.now_ms());
-        let writable = self.storage != Storage::ReadOnlyFile;
-        if due && writable && self.sweep_after.is_none_or(|t| now >= t) {
-            self.sweep();
+        if due && self.sweep_after.is_none_or(|t| now >= t) {
+            if self.storage == Storage::ReadOnlyFile {
+                self.announce_expiry();
+            } else {
+                self.sweep();
+            }
         }
         // Only when nothing waits: the copy and the database fsync would
         // otherwise delay the next commit (see the checkpoint module).
@@ -174,10 +177,32 @@ impl Writer {
         self.data_version = Some(version);
         if changed {
             self.hub.notify_all();
-            // The other connection may have written keys that expire.
-            match store::earliest_expiry(&self.conn) {
+            // The other connection may have written keys that expire (a
+            // read-only database also holds rows that expired already).
+            let next = match self.storage {
+                Storage::ReadOnlyFile => store::expiry_after(&self.conn, self.clock.now_ms()),
+                _ => store::earliest_expiry(&self.conn),
+            };
+            match next {
                 Ok(e) => self.next_expiry = min_expiry(self.next_expiry, e),
                 Err(e) => tracing::warn!(error = %e, "kv-sqlite: reading the next expiry failed"),
+            }
+        }
+    }
+
+    /// A read-only database keeps its expired rows, so nothing else would
+    /// tell watchers that keys just expired: wake them all to read again,
+    /// and wait for the next expiry after now.
+    fn announce_expiry(&mut self) {
+        match store::expiry_after(&self.conn, self.clock.now_ms()) {
+            Ok(next) => {
+                self.next_expiry = next;
+                self.sweep_after = None;
+                self.hub.notify_all();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "kv-sqlite: reading the next expiry failed");
+                self.sweep_after = Some(Instant::now() + SWEEP_RETRY);
             }
         }
     }

@@ -141,3 +141,36 @@ fn needs_an_existing_kv_file() -> TestResult {
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
     Ok(())
 }
+
+/// Nothing deletes an expired row of a read-only file, so the handle itself
+/// must wake the watchers when a key's time is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_hear_when_a_key_expires() -> TestResult {
+    let db = temp_db()?;
+    let clock = Arc::new(ManualClock::new(1_000));
+    let writer = db.kv_with_clock(clock.clone())?;
+    writer
+        .set_with(
+            key!["brief"],
+            KvValue::U64(1),
+            SetOptions::default().with_expire_in(Duration::from_secs(1)),
+        )
+        .await?;
+    writer.close().await;
+    let kv = Kv::new(
+        SqliteConfig::new(db.path())
+            .with_clock(clock.clone())
+            .read_only()
+            .open()?,
+    );
+    let mut watch = Box::pin(kv.watch(&[key!["brief"]])?);
+    let first = watch.next().await.expect("first snapshot")?;
+    assert!(first[0].is_some(), "not expired yet");
+    clock.set(5_000);
+    let next = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .map_err(|_| anyhow::anyhow!("the watcher never heard that the key expired"))?
+        .expect("open")?;
+    assert_eq!(next, vec![None]);
+    Ok(())
+}
