@@ -29,6 +29,16 @@ pub enum SqliteError {
         /// The version this build reads.
         expected: i64,
     },
+    /// A read-only open named a file that does not exist.
+    #[error("no database at {0} (a read-only open creates nothing)")]
+    Missing(std::path::PathBuf),
+    /// A read-only open of a WAL database whose `-shm` file is missing, in
+    /// a directory this process may not write.
+    #[error(
+        "cannot read {0} read-only: SQLite needs its -shm file beside a WAL database; \
+         make the directory writable or open the file once writable first"
+    )]
+    ReadOnlyDirectory(std::path::PathBuf),
     /// A database opened read-only has no Deno KV schema to read (a
     /// read-only open creates nothing).
     #[error("the file holds no Deno KV database (opened read-only, so none was created)")]

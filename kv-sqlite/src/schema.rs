@@ -107,6 +107,9 @@ pub(crate) fn open_read_only(
     path: &Path,
     busy_timeout: Duration,
 ) -> Result<Connection, SqliteError> {
+    if !path.try_exists().unwrap_or(true) {
+        return Err(SqliteError::Missing(path.to_owned()));
+    }
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -121,12 +124,7 @@ pub(crate) fn open_read_only(
             |row| row.get(0),
         )
         .optional()
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(_, Some(m)) if m.starts_with("no such table") => {
-                SqliteError::NoSchema
-            }
-            e => e.into(),
-        })?;
+        .map_err(|e| read_only_error(e, path))?;
     match version {
         Some(SCHEMA_VERSION) => Ok(conn),
         Some(found) => Err(SqliteError::SchemaVersion {
@@ -134,6 +132,21 @@ pub(crate) fn open_read_only(
             expected: SCHEMA_VERSION,
         }),
         None => Err(SqliteError::NoSchema),
+    }
+}
+
+/// What the first read of a read-only open failing with `e` means.
+fn read_only_error(e: rusqlite::Error, path: &Path) -> SqliteError {
+    match e {
+        rusqlite::Error::SqliteFailure(_, Some(m)) if m.starts_with("no such table") => {
+            SqliteError::NoSchema
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_READONLY_DIRECTORY =>
+        {
+            SqliteError::ReadOnlyDirectory(path.to_owned())
+        }
+        e => e.into(),
     }
 }
 
@@ -236,6 +249,19 @@ mod tests {
         }
         let stmt = conn.prepare_cached(crate::store::RANGE_SCAN).unwrap();
         assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
+    }
+
+    /// A WAL file without its `-shm` in a directory we may not write (only
+    /// reproducible as a user other than root) gets a message saying so.
+    #[test]
+    fn a_read_only_directory_is_named_as_the_cause() {
+        let failure = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY_DIRECTORY),
+            Some("attempt to write a readonly database".into()),
+        );
+        let e = read_only_error(failure, Path::new("/ro/kv.sqlite3"));
+        assert!(matches!(e, SqliteError::ReadOnlyDirectory(_)), "{e:?}");
+        assert!(e.to_string().contains("-shm"), "{e}");
     }
 
     fn query_plan(conn: &Connection, sql: &str) -> String {

@@ -119,7 +119,8 @@ fn needs_an_existing_kv_file() -> TestResult {
         .read_only()
         .open()
         .expect_err("no file");
-    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+    let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<SqliteError>());
+    assert!(matches!(source, Some(SqliteError::Missing(_))), "{err:?}");
     assert!(
         !missing.exists(),
         "a read-only open must not create the file"
