@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kv::Clock;
 use kv_remote::ServerConfig;
@@ -49,7 +50,8 @@ const DEFAULT_PATH: &str = "kv.sqlite3";
 enum Command {
     /// Serve a database over KV Connect.
     Serve(Serve),
-    /// List the queue messages stored in a database (one JSON line each).
+    /// List the queue messages stored in a database (one JSON line each);
+    /// a SQLite file is opened read-only.
     Queue(Queue),
     /// Listen to a database's queue and print each message as it is
     /// handled (acknowledging it).
@@ -146,7 +148,12 @@ async fn queue(args: Queue, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> 
         args.path.as_deref(),
         sqlite_path.as_deref(),
     );
-    let backend = kv::open_backend(&url).await?;
+    // Looking must not change the file (nor create one): SQLite files open
+    // read-only; other backends have no such mode.
+    let backend = match kv::open_backend_read_only(&url).await {
+        Err(kv::Error::Unsupported { .. }) => kv::open_backend(&url).await?,
+        opened => opened?,
+    };
     for (_, m) in kv_queue::layout::read_messages(backend.as_ref()).await? {
         let line = serde_json::json!({
             "due_ms": m.due_ms,
@@ -195,11 +202,11 @@ struct Serve {
     read_only: bool,
     /// Accepted for denokv compatibility; kv sizes its own SQLite
     /// connections (one writer, two reader threads, two inline readers).
-    #[arg(long, env = "DENO_KV_NUM_WORKERS", hide = true)]
+    #[arg(long, env = "DENO_KV_NUM_WORKERS")]
     num_workers: Option<usize>,
     /// Accepted for denokv compatibility; kv's group commit takes what is
     /// queued and never waits for a batching window.
-    #[arg(long, env = "DENO_KV_ATOMIC_WRITE_BATCH_TIMEOUT_MS", hide = true)]
+    #[arg(long, env = "DENO_KV_ATOMIC_WRITE_BATCH_TIMEOUT_MS")]
     atomic_write_batch_timeout_ms: Option<u64>,
 }
 
@@ -277,7 +284,9 @@ async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> 
         }
         _ => "http",
     };
-    let (listener, addr) = kv_remote::bind(args.addr).await?;
+    let (listener, addr) = kv_remote::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
     let mode = if args.read_only { " (read only)" } else { "" };
     println!("kv {} serving {url}{mode}", env!("CARGO_PKG_VERSION"));
     println!("listening on {scheme}://{addr}");

@@ -1,0 +1,45 @@
+//! `kv queue` only looks: it neither changes the file it inspects nor
+//! creates one.
+
+use std::process::Command;
+use std::time::Duration;
+
+use kv::{EnqueueOptions, KvValue, SetOptions, key};
+
+fn kv_queue(path: &std::path::Path) -> anyhow::Result<std::process::Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_kv"))
+        .args(["queue", "--path", path.to_str().expect("utf-8 path")])
+        .output()?)
+}
+
+#[tokio::test]
+async fn inspecting_a_queue_leaves_the_file_alone() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("kv.sqlite3");
+    let db = kv::open(file.to_str().expect("utf-8 path")).await?;
+    db.enqueue(vec![0xff, 0x0f, 0x49, 0x02], EnqueueOptions::default())
+        .await?;
+    // A writable open would sweep this key once it expired.
+    db.set_with(
+        key!["brief"],
+        KvValue::U64(1),
+        SetOptions::default().with_expire_in(Duration::from_millis(1)),
+    )
+    .await?;
+    db.close().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let before = std::fs::read(&file)?;
+
+    let out = kv_queue(&file)?;
+    assert!(out.status.success(), "{out:?}");
+    let listed = String::from_utf8(out.stdout)?;
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains("\"payload_bytes\":4"), "{listed}");
+    assert!(std::fs::read(&file)? == before, "kv queue changed the file");
+
+    let missing = dir.path().join("missing.sqlite3");
+    let out = kv_queue(&missing)?;
+    assert!(!out.status.success());
+    assert!(!missing.exists(), "kv queue created a file");
+    Ok(())
+}
