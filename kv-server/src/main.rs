@@ -29,6 +29,9 @@ struct Cli {
     command: Command,
 }
 
+/// The file served when no other is named.
+const DEFAULT_PATH: &str = "kv.sqlite3";
+
 /// The database a subcommand opens: `--backend`, else `--path`, else
 /// `--sqlite-path`, else `./kv.sqlite3`.
 fn database_url(backend: Option<&str>, path: Option<&Path>, sqlite_path: Option<&Path>) -> String {
@@ -42,9 +45,6 @@ fn database_url(backend: Option<&str>, path: Option<&Path>, sqlite_path: Option<
         }
     }
 }
-
-/// The file served when no other is named.
-const DEFAULT_PATH: &str = "kv.sqlite3";
 
 #[derive(Subcommand)]
 enum Command {
@@ -151,7 +151,9 @@ async fn queue(args: Queue, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> 
     // Looking must not change the file (nor create one): SQLite files open
     // read-only; other backends have no such mode.
     let backend = match kv::open_backend_read_only(&url).await {
-        Err(kv::Error::Unsupported { .. }) => kv::open_backend(&url).await?,
+        Err(kv::Error::Unsupported { .. } | kv::Error::InvalidArgument(_)) => {
+            kv::open_backend(&url).await?
+        }
         opened => opened?,
     };
     for (_, m) in kv_queue::layout::read_messages(backend.as_ref()).await? {

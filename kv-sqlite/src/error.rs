@@ -32,17 +32,18 @@ pub enum SqliteError {
     /// A read-only open named a file that does not exist.
     #[error("no database at {0} (a read-only open creates nothing)")]
     Missing(std::path::PathBuf),
-    /// A read-only open of a WAL database whose `-shm` file is missing, in
-    /// a directory this process may not write.
+    /// A read-only open of a WAL database whose `-wal` or `-shm` file is
+    /// missing, in a directory this process may not write.
     #[error(
-        "cannot read {0} read-only: SQLite needs its -shm file beside a WAL database; \
-         make the directory writable or open the file once writable first"
+        "cannot read {0} read-only: SQLite needs the -wal and -shm files beside a WAL \
+         database and may not create them in its directory; make the directory writable \
+         or open the file once with write access first"
     )]
     ReadOnlyDirectory(std::path::PathBuf),
     /// A database opened read-only has no Deno KV schema to read (a
     /// read-only open creates nothing).
-    #[error("the file holds no Deno KV database (opened read-only, so none was created)")]
-    NoSchema,
+    #[error("{0} holds no Deno KV database (opened read-only, so none was created)")]
+    NoSchema(std::path::PathBuf),
     /// SQLite refused `PRAGMA synchronous = FULL`, so commits would not be
     /// durable.
     #[error("PRAGMA synchronous is {0} after setting it to FULL (2)")]

@@ -163,41 +163,49 @@ impl SqliteConfig {
         self
     }
 
-    /// Opens an existing file without ever writing to it: commits fail with
-    /// [`Error::ReadOnly`], expired rows are hidden but not deleted, and no
+    /// With `true`, opens an existing file without ever writing to it:
+    /// commits fail with [`Error::ReadOnly`], expired rows are hidden but
+    /// not deleted (watchers still hear when a key expires), and no
     /// checkpoint runs. Commits of other processes (a Deno program or a
     /// `kv serve` writing the same file) still wake watchers.
-    pub fn read_only(mut self) -> Self {
-        self.read_only = true;
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
         self
     }
 
     /// Opens the database and starts its threads.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for an empty path; [`Error::Backend`]
-    /// wrapping a [`SqliteError`] when the file cannot be opened, has another schema version than Deno's version 3, or refuses
-    /// WAL or `synchronous = FULL`; [`Error::Unavailable`] when another
-    /// process keeps it locked.
+    /// [`Error::InvalidArgument`] for an empty path or a read-only database
+    /// in memory; [`Error::Backend`] wrapping a [`SqliteError`] when the
+    /// file cannot be opened, has another schema version than Deno's
+    /// version 3, or refuses WAL or `synchronous = FULL`, and, read-only,
+    /// when it does not exist or holds no Deno KV database;
+    /// [`Error::Unavailable`] when another process keeps it locked.
     pub fn open(self) -> Result<SqliteBackend> {
         // SQLite would give each connection its own temporary database.
         if self.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             return Err(Error::InvalidArgument("Filename cannot be empty".into()));
         }
-        let (writer_conn, checkpointer) = match (&self.path, self.read_only) {
-            (Some(path), true) => (schema::open_read_only(path, self.busy_timeout)?, None),
+        let storage = match (&self.path, self.read_only) {
             (None, true) => {
                 return Err(Error::InvalidArgument(
                     "a read-only database needs a file".into(),
                 ));
             }
-            (path, false) => (
-                schema::open_writer(path.as_deref(), self.busy_timeout)?,
-                match path {
-                    Some(path) => Some(schema::open_checkpointer(path, self.busy_timeout)?),
-                    None => None,
-                },
+            (None, false) => Storage::Memory,
+            (Some(_), false) => Storage::File,
+            (Some(_), true) => Storage::ReadOnlyFile,
+        };
+        let (writer_conn, checkpointer) = match (&self.path, storage) {
+            (Some(path), Storage::ReadOnlyFile) => {
+                (schema::open_read_only(path, self.busy_timeout)?, None)
+            }
+            (Some(path), _) => (
+                schema::open_writer(Some(path), self.busy_timeout)?,
+                Some(schema::open_checkpointer(path, self.busy_timeout)?),
             ),
+            (None, _) => (schema::open_writer(None, self.busy_timeout)?, None),
         };
         let (notifier, rounds) = checkpoint::channel();
         let open_readers = |n: usize| match &self.path {
@@ -232,11 +240,7 @@ impl SqliteConfig {
             hub,
             self.clock.clone(),
             self.max_batch,
-            match (&self.path, self.read_only) {
-                (None, _) => Storage::Memory,
-                (Some(_), false) => Storage::File,
-                (Some(_), true) => Storage::ReadOnlyFile,
-            },
+            storage,
             checkpointer.is_some().then_some(notifier),
         );
         inner.spawn("kv-sqlite-writer".into(), move || writer.run())?;

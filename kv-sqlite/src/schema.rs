@@ -107,6 +107,7 @@ pub(crate) fn open_read_only(
     path: &Path,
     busy_timeout: Duration,
 ) -> Result<Connection, SqliteError> {
+    // An error other than "not found" is left for SQLite to report.
     if !path.try_exists().unwrap_or(true) {
         return Err(SqliteError::Missing(path.to_owned()));
     }
@@ -117,30 +118,38 @@ pub(crate) fn open_read_only(
     conn.busy_timeout(busy_timeout)?;
     stable_plans(&conn)?;
     conn.set_prepared_statement_cache_capacity(64);
-    let version: Option<i64> = conn
+    // The first read also opens SQLite's `-wal` and `-shm` files, so its
+    // failure is the one that needs explaining.
+    let tables: i64 = conn
         .query_row(
+            "select count(*) from sqlite_master where type = 'table' and name = 'migration_state'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(|e| read_only_error(e, path))?;
+    let version: Option<i64> = if tables == 0 {
+        None
+    } else {
+        conn.query_row(
             "select version from migration_state where k = 0",
             [],
             |row| row.get(0),
         )
-        .optional()
-        .map_err(|e| read_only_error(e, path))?;
+        .optional()?
+    };
     match version {
         Some(SCHEMA_VERSION) => Ok(conn),
         Some(found) => Err(SqliteError::SchemaVersion {
             found,
             expected: SCHEMA_VERSION,
         }),
-        None => Err(SqliteError::NoSchema),
+        None => Err(SqliteError::NoSchema(path.to_owned())),
     }
 }
 
 /// What the first read of a read-only open failing with `e` means.
 fn read_only_error(e: rusqlite::Error, path: &Path) -> SqliteError {
     match e {
-        rusqlite::Error::SqliteFailure(_, Some(m)) if m.starts_with("no such table") => {
-            SqliteError::NoSchema
-        }
         rusqlite::Error::SqliteFailure(f, _)
             if f.extended_code == rusqlite::ffi::SQLITE_READONLY_DIRECTORY =>
         {
@@ -261,7 +270,7 @@ mod tests {
         );
         let e = read_only_error(failure, Path::new("/ro/kv.sqlite3"));
         assert!(matches!(e, SqliteError::ReadOnlyDirectory(_)), "{e:?}");
-        assert!(e.to_string().contains("-shm"), "{e}");
+        assert!(e.to_string().contains("-wal and -shm"), "{e}");
     }
 
     fn query_plan(conn: &Connection, sql: &str) -> String {
@@ -294,6 +303,7 @@ mod tests {
             crate::store::DELETE_EXPIRED,
             crate::store::EARLIEST_EXPIRY,
             crate::store::EXPIRY_AFTER,
+            crate::store::EXPIRING_BETWEEN,
         ] {
             let plan = query_plan(&conn, sql);
             assert!(plan.contains("kv_expiration_ms_idx"), "{sql}: {plan}");

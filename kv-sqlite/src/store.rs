@@ -39,6 +39,10 @@ pub(crate) const EARLIEST_EXPIRY: &str =
 pub(crate) const EXPIRY_AFTER: &str = "select expiration_ms from kv \
      where expiration_ms >= 0 and expiration_ms > ?1 order by expiration_ms limit 1";
 
+/// The keys whose expiry falls in `(?1, ?2]`.
+pub(crate) const EXPIRING_BETWEEN: &str = "select k from kv \
+     where expiration_ms >= 0 and expiration_ms > ?1 and expiration_ms <= ?2";
+
 /// Clock milliseconds as SQLite stores them.
 fn ms(now: u64) -> i64 {
     i64::try_from(now).unwrap_or(i64::MAX)
@@ -214,6 +218,20 @@ pub(crate) fn expiry_after(conn: &Connection, now: u64) -> Result<Option<u64>, S
     let mut stmt = conn.prepare_cached(EXPIRY_AFTER)?;
     let e: Option<i64> = stmt.query_row([ms(now)], |row| row.get(0)).optional()?;
     Ok(e.map(|e| e as u64))
+}
+
+/// The keys that expired after `after` and by `now`, for read-only
+/// databases, which announce expiries instead of deleting rows.
+pub(crate) fn keys_expiring(
+    conn: &Connection,
+    after: u64,
+    now: u64,
+) -> Result<Vec<Vec<u8>>, SqliteError> {
+    let mut stmt = conn.prepare_cached(EXPIRING_BETWEEN)?;
+    let keys = stmt
+        .query_map([ms(after), ms(now)], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(keys)
 }
 
 /// Runs a cached statement without parameters (`begin`, `savepoint`, …).

@@ -68,6 +68,8 @@ pub(crate) struct Writer {
     next_poll: Instant,
     next_expiry: Option<u64>,
     sweep_after: Option<Instant>,
+    /// Read-only: expiries up to this time have been announced to watchers.
+    announced_until: u64,
 }
 
 impl Writer {
@@ -80,6 +82,17 @@ impl Writer {
         storage: Storage,
         committed: Option<crate::checkpoint::Notifier>,
     ) -> Self {
+        // Read before the handle is returned: a commit another process makes
+        // after that must count as a change, not as the starting point.
+        let data_version = match storage {
+            Storage::Memory => None,
+            Storage::File | Storage::ReadOnlyFile => data_version(&conn)
+                .inspect_err(
+                    |e| tracing::warn!(error = %e, "kv-sqlite: reading data_version failed"),
+                )
+                .ok(),
+        };
+        let announced_until = clock.now_ms();
         Writer {
             conn,
             rx,
@@ -88,10 +101,11 @@ impl Writer {
             max_batch: max_batch.max(1),
             storage,
             committed,
-            data_version: None,
+            data_version,
             next_poll: Instant::now(),
             next_expiry: Some(0),
             sweep_after: None,
+            announced_until,
         }
     }
 
@@ -162,11 +176,7 @@ impl Writer {
     /// `PRAGMA data_version` changes exactly when another connection (in this
     /// process or another) committed to the file.
     fn poll_data_version(&mut self) {
-        let version = self
-            .conn
-            .prepare_cached("pragma data_version")
-            .and_then(|mut s| s.query_row([], |row| row.get::<_, i64>(0)));
-        let version = match version {
+        let version = match data_version(&self.conn) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "kv-sqlite: polling data_version failed");
@@ -191,17 +201,24 @@ impl Writer {
     }
 
     /// A read-only database keeps its expired rows, so nothing else would
-    /// tell watchers that keys just expired: wake them all to read again,
-    /// and wait for the next expiry after now.
+    /// tell watchers that keys just expired: wake the watchers of the keys
+    /// that expired since the last announcement, and wait for the next
+    /// expiry after now.
     fn announce_expiry(&mut self) {
-        match store::expiry_after(&self.conn, self.clock.now_ms()) {
-            Ok(next) => {
+        let now = self.clock.now_ms();
+        let due = store::keys_expiring(&self.conn, self.announced_until, now)
+            .and_then(|keys| Ok((keys, store::expiry_after(&self.conn, now)?)));
+        match due {
+            Ok((keys, next)) => {
+                self.announced_until = now;
                 self.next_expiry = next;
                 self.sweep_after = None;
-                self.hub.notify_all();
+                if !keys.is_empty() {
+                    self.hub.notify(keys.iter().map(Vec::as_slice));
+                }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "kv-sqlite: reading the next expiry failed");
+                tracing::warn!(error = %e, "kv-sqlite: reading expiries failed");
                 self.sweep_after = Some(Instant::now() + SWEEP_RETRY);
             }
         }
@@ -281,6 +298,12 @@ impl Writer {
             self.hub.notify(changed.iter().map(Vec::as_slice));
         }
     }
+}
+
+/// SQLite's count of commits to the file by other connections.
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("pragma data_version")?
+        .query_row([], |row| row.get(0))
 }
 
 fn min_expiry(a: Option<u64>, b: Option<u64>) -> Option<u64> {

@@ -167,7 +167,9 @@ mod sqlite {
 
     pub(super) fn open_read_only(path: &str) -> Result<Arc<dyn Backend>> {
         Ok(Arc::new(
-            kv_sqlite::SqliteConfig::new(path).read_only().open()?,
+            kv_sqlite::SqliteConfig::new(path)
+                .with_read_only(true)
+                .open()?,
         ))
     }
 }

@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
             "--path" => path = it.next(),
             "--scale" => scale = it.next().context("--scale needs a value")?.parse()?,
             "-h" | "--help" => {
-                eprintln!("{USAGE}");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other}\n{USAGE}"),

@@ -58,7 +58,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--scale" => args.scale = value()?.parse()?,
             "--only" => args.only = Some(value()?.split(',').map(str::to_owned).collect()),
             "-h" | "--help" => {
-                eprintln!("{USAGE}");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other}\n{USAGE}"),

@@ -88,7 +88,7 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             "-h" | "--help" => {
-                eprintln!("{USAGE}");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other}\n{USAGE}"),

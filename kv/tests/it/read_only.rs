@@ -55,8 +55,8 @@ async fn a_read_only_file_served_remotely_refuses_writes() -> anyhow::Result<()>
 }
 
 #[tokio::test]
-async fn only_sqlite_files_open_read_only() {
-    let dir = tempfile::tempdir().expect("temp dir");
+async fn only_sqlite_files_open_read_only() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
     let missing = dir.path().join("missing.sqlite3");
     let err = kv::open_backend_read_only(&missing.display().to_string())
         .await
@@ -73,4 +73,5 @@ async fn only_sqlite_files_open_read_only() {
         let err = kv::open_backend_read_only(url).await.expect_err(url);
         assert!(matches!(err, Error::InvalidArgument(_)), "{url}: {err:?}");
     }
+    Ok(())
 }

@@ -156,7 +156,7 @@ fn read_only_refuses_a_missing_file_and_creates_none() -> anyhow::Result<()> {
         .output()?;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("unable to open"), "{stderr}");
+    assert!(stderr.contains("no database at"), "{stderr}");
     assert!(!file.exists(), "a read-only serve must not create the file");
     Ok(())
 }

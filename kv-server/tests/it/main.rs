@@ -1,0 +1,5 @@
+//! Integration tests of the `kv` binary, run as a process: one test binary
+//! with a module per area.
+
+mod denokv_cli;
+mod queue_cli;

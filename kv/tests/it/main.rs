@@ -1,0 +1,3 @@
+//! Integration tests of the facade: one binary with a module per area.
+
+mod read_only;
