@@ -110,7 +110,8 @@ pub(crate) fn run(sh: &Shell, _args: &[String]) -> anyhow::Result<()> {
 }
 
 /// Deno's own SQLite backend opens the file `kv serve` wrote, writes to
-/// it, and `kv serve` reads that back: the two share one file format.
+/// it, and `kv serve` reads that back: the two share one file format. Then
+/// `kv` started with denokv's command line serves the file read-only.
 fn file_interop(
     sh: &Shell,
     deno: &Path,
@@ -127,43 +128,40 @@ fn file_interop(
     .env("DENO_NO_UPDATE_CHECK", "1")
     .run()
     .context("Deno could not use the file kv serve wrote")?;
-    let server = Server::start(bin, [OsStr::new("--path"), file.as_os_str()], token)?;
-    let url = server.url.clone();
-    let result = cmd!(
-        sh,
-        "{deno} run -A --unstable-kv --no-check {script} remote {url}"
-    )
-    .env("DENO_NO_UPDATE_CHECK", "1")
-    .env("DENO_KV_ACCESS_TOKEN", token)
-    .run()
-    .context("kv serve could not read what Deno wrote to its file");
-    let stopped = server.stop();
-    result?;
-    stopped?;
+    // One phase of the script against a `kv` process serving the file.
+    let served = |args: &[&OsStr], phase: &str, failure: &'static str| {
+        let server = Server::start_command(bin, args, token)?;
+        let url = server.url.clone();
+        let result = cmd!(
+            sh,
+            "{deno} run -A --unstable-kv --no-check {script} {phase} {url}"
+        )
+        .env("DENO_NO_UPDATE_CHECK", "1")
+        .env("DENO_KV_ACCESS_TOKEN", token)
+        .run()
+        .context(failure);
+        let stopped = server.stop();
+        result?;
+        stopped
+    };
+    let file_arg = file.as_os_str();
+    served(
+        &[OsStr::new("serve"), OsStr::new("--path"), file_arg],
+        "remote",
+        "kv serve could not read what Deno wrote to its file",
+    )?;
     // denokv's command line, read-only: the file must come out unchanged.
     let before = std::fs::read(file)?;
-    let server = Server::start_command(
-        bin,
-        [
+    served(
+        &[
             OsStr::new("--sqlite-path"),
-            file.as_os_str(),
+            file_arg,
             OsStr::new("serve"),
             OsStr::new("--read-only"),
         ],
-        token,
+        "read-only",
+        "kv --sqlite-path FILE serve --read-only did not serve the file read-only",
     )?;
-    let url = server.url.clone();
-    let result = cmd!(
-        sh,
-        "{deno} run -A --unstable-kv --no-check {script} read-only {url}"
-    )
-    .env("DENO_NO_UPDATE_CHECK", "1")
-    .env("DENO_KV_ACCESS_TOKEN", token)
-    .run()
-    .context("kv --sqlite-path FILE serve --read-only did not serve the file read-only");
-    let stopped = server.stop();
-    result?;
-    stopped?;
     if std::fs::read(file)? != before {
         bail!("serving {} read-only changed the file", file.display());
     }
