@@ -154,6 +154,8 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
 
 /// Installs the pinned tools and type-checks the Deno scripts with them.
 fn step_tools(sh: &Shell) -> anyhow::Result<()> {
+    // clippy --all-features builds kv-etcd, whose build script runs protoc.
+    crate::etcd::ensure_packages(sh)?;
     let deno = tools::ensure_deno(sh)?;
     println!("deno: {}", deno.display());
     cmd!(sh, "{deno} --version").run()?;
