@@ -304,3 +304,21 @@ test("20 concurrent check-and-set incrementers", async (kv, p) => {
   }
   assertEquals((await kv.get(key)).value, 100);
 });
+
+// Deno's client leaves Nagle on and sends a request's HEADERS and DATA in
+// two writes; unless the server acknowledges the first at once, the second
+// waits for the delayed-ACK timer (~40 ms per write, every time).
+test("writes of kilobyte values do not wait for delayed ACKs", async (kv, p) => {
+  for (const size of [1024, 4096, 60000]) {
+    const value = new Uint8Array(size);
+    const times: number[] = [];
+    for (let i = 0; i < 15; i++) {
+      const t = performance.now();
+      await kv.set([p, size, i], value);
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    const median = times[7];
+    assert(median < 20, `${size}-byte sets: median ${median.toFixed(1)} ms`);
+  }
+});

@@ -22,6 +22,7 @@
 mod client;
 mod convert;
 mod error;
+mod quickack;
 mod server;
 mod transport;
 mod wire;

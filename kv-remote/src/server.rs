@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
 use crate::error::{message_of, response, status_of};
+use crate::quickack::QuickAck;
 use crate::{convert, proto};
 
 /// Largest request body accepted (the protocol's own limits are far lower).
@@ -489,6 +490,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let stream = QuickAck::new(stream);
         let service = TowerToHyperService::new(app.clone());
         let builder = builder.clone();
         let watcher = graceful.watcher();
