@@ -68,7 +68,7 @@ pub(crate) struct Writer {
     next_poll: Instant,
     next_expiry: Option<u64>,
     sweep_after: Option<Instant>,
-    /// Read-only: expiries up to this time have been announced to watchers.
+    /// Read-only: the expiries up to this time have woken their watchers.
     announced_until: u64,
 }
 
@@ -160,11 +160,7 @@ impl Writer {
         }
         let due = self.next_expiry.is_some_and(|e| e <= self.clock.now_ms());
         if due && self.sweep_after.is_none_or(|t| now >= t) {
-            if self.storage == Storage::ReadOnlyFile {
-                self.announce_expiry();
-            } else {
-                self.sweep();
-            }
+            self.expire();
         }
         // Only when nothing waits: the copy and the database fsync would
         // otherwise delay the next commit (see the checkpoint module).
@@ -200,15 +196,27 @@ impl Writer {
         }
     }
 
-    /// A read-only database keeps its expired rows, so nothing else would
-    /// tell watchers that keys just expired: wake the watchers of the keys
-    /// that expired since the last announcement, and wait for the next
-    /// expiry after now.
-    fn announce_expiry(&mut self) {
+    /// Deletes expired rows, advancing the counter by one if any were
+    /// deleted. A read-only database keeps its expired rows, so it finds
+    /// the keys that expired since its last pass instead: nothing else
+    /// would tell their watchers. Either way it wakes those watchers and
+    /// notes the next expiry.
+    fn expire(&mut self) {
         let now = self.clock.now_ms();
-        let due = store::keys_expiring(&self.conn, self.announced_until, now)
-            .and_then(|keys| Ok((keys, store::expiry_after(&self.conn, now)?)));
-        match due {
+        let expired = if self.storage == Storage::ReadOnlyFile {
+            store::keys_expiring(&self.conn, self.announced_until, now)
+                .and_then(|keys| Ok((keys, store::expiry_after(&self.conn, now)?)))
+        } else {
+            in_transaction(&self.conn, || {
+                let keys = store::delete_expired(&self.conn, now)?;
+                if !keys.is_empty() {
+                    let counter = store::counter(&self.conn)?;
+                    store::set_counter(&self.conn, counter + 1)?;
+                }
+                Ok((keys, store::earliest_expiry(&self.conn)?))
+            })
+        };
+        match expired {
             Ok((keys, next)) => {
                 self.announced_until = now;
                 self.next_expiry = next;
@@ -218,34 +226,7 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "kv-sqlite: reading expiries failed");
-                self.sweep_after = Some(Instant::now() + SWEEP_RETRY);
-            }
-        }
-    }
-
-    /// Deletes expired rows, advancing the counter by one if any were
-    /// deleted, and wakes the watchers of the deleted keys.
-    fn sweep(&mut self) {
-        let now = self.clock.now_ms();
-        let swept = in_transaction(&self.conn, || {
-            let keys = store::delete_expired(&self.conn, now)?;
-            if !keys.is_empty() {
-                let counter = store::counter(&self.conn)?;
-                store::set_counter(&self.conn, counter + 1)?;
-            }
-            Ok((keys, store::earliest_expiry(&self.conn)?))
-        });
-        match swept {
-            Ok((keys, next)) => {
-                self.next_expiry = next;
-                self.sweep_after = None;
-                if !keys.is_empty() {
-                    self.hub.notify(keys.iter().map(Vec::as_slice));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "kv-sqlite: expiry sweep failed");
+                tracing::warn!(error = %e, "kv-sqlite: expiry pass failed");
                 self.sweep_after = Some(Instant::now() + SWEEP_RETRY);
             }
         }
