@@ -64,6 +64,8 @@
 //! ```
 
 mod error;
+#[cfg(test)]
+mod power_loss;
 mod reader;
 mod store;
 mod writer;
@@ -153,7 +155,21 @@ impl RedbConfig {
         if self.path.as_os_str().is_empty() {
             return Err(Error::InvalidArgument("Filename cannot be empty".into()));
         }
-        let db = Arc::new(store::open(&self.path)?);
+        let db = store::open(&self.path)?;
+        self.start(db)
+    }
+
+    /// Opens the database on `storage` instead of the file at the path,
+    /// which only names it.
+    #[cfg(test)]
+    fn open_on(self, storage: impl redb::StorageBackend) -> Result<RedbBackend> {
+        let db = store::open_on(storage)?;
+        self.start(db)
+    }
+
+    /// Starts the threads of the opened `db`.
+    fn start(self, db: redb::Database) -> Result<RedbBackend> {
+        let db = Arc::new(db);
         let inline_db = db.clone();
         let (write_tx, write_rx) = crossbeam_channel::unbounded();
         let (read_tx, read_rx) = crossbeam_channel::unbounded();

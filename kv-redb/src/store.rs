@@ -141,6 +141,17 @@ pub(crate) fn open(path: &Path) -> Result<Database, RedbError> {
     let db = Database::builder()
         .create(path)
         .map_err(|e| RedbError::open(e, path))?;
+    prepare(db)
+}
+
+/// [`open`] on storage other than a file (the power-loss tests' disk).
+#[cfg(test)]
+pub(crate) fn open_on(storage: impl redb::StorageBackend) -> Result<Database, RedbError> {
+    prepare(Database::builder().create_with_backend(storage)?)
+}
+
+/// Makes sure `db` has kv's tables at the current format version.
+fn prepare(db: Database) -> Result<Database, RedbError> {
     let txn = begin_write(&db)?;
     {
         txn.open_table(KV)?;
