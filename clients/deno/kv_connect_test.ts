@@ -250,7 +250,7 @@ test("250 watches on one handle leave room for its calls", async (kv, p) => {
   // Deno sends a handle's calls and watches on one HTTP/2 connection.
   // (With hyper's default of 200 streams, the set below waited forever.)
   const readers = Array.from({ length: 250 }, (_, i) => kv.watch([[p, "w", i]]).getReader());
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error("no answer within 20 s")), 20_000);
   });
@@ -321,4 +321,23 @@ test("writes of kilobyte values do not wait for delayed ACKs", async (kv, p) => 
     const median = times[7];
     assert(median < 20, `${size}-byte sets: median ${median.toFixed(1)} ms`);
   }
+});
+
+// A new connection's SETTINGS acknowledgement goes out alone, and Nagle
+// held the first request behind it until the delayed ACK (~40 ms).
+test("a new connection's first call does not wait for a delayed ACK", async (_kv, p) => {
+  const times: number[] = [];
+  for (let i = 0; i < 9; i++) {
+    const kv = await open();
+    try {
+      const t = performance.now();
+      await kv.get([p, i]);
+      times.push(performance.now() - t);
+    } finally {
+      kv.close();
+    }
+  }
+  times.sort((a, b) => a - b);
+  const median = times[4];
+  assert(median < 20, `first calls: median ${median.toFixed(1)} ms`);
 });

@@ -7,12 +7,18 @@
 //! back until that acknowledgement arrives: every Deno write of a value of
 //! a kilobyte or more waited ~40 ms for the delayed-ACK timer.
 //!
-//! So after a read that leaves a request incomplete, the server asks the
-//! kernel for a quick acknowledgement, which also sends the pending one.
-//! On h2c connections it follows the HTTP/2 frames to know; a read that
-//! ends with whole requests gets no extra packet (their acknowledgement
-//! rides on the response, as before: asking on every read cost 11% of the
-//! small-read throughput). Connections whose framing it cannot see
+//! The same wait follows any segment the server sends nothing back for: a
+//! new Deno connection sends its SETTINGS acknowledgement on its own, and
+//! its next request waited ~40 ms behind it.
+//!
+//! So after a read that leaves a request incomplete, or that brought only
+//! frames nobody answers (SETTINGS and PING acknowledgements,
+//! WINDOW_UPDATE, RST_STREAM, PRIORITY), the server asks the kernel for a
+//! quick acknowledgement, which also sends the pending one. On h2c
+//! connections it follows the HTTP/2 frames to know; a read that brought a
+//! whole request, a PING or SETTINGS gets no extra packet (the
+//! acknowledgement rides on the answer: asking on every read cost 11% of
+//! the small-read throughput). Connections whose framing it cannot see
 //! (HTTP/1.1, TLS) ask after every read that returned data.
 
 use std::io;
@@ -27,8 +33,11 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// HTTP/2 frame types and flags that matter here (RFC 9113 §6).
 const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
 const CONTINUATION: u8 = 0x9;
 const END_STREAM: u8 = 0x1;
+const ACK: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 
 /// Where in the byte stream a connection's reader is.
@@ -52,6 +61,10 @@ struct Frames {
     payload_left: usize,
     /// Whether the last whole frame leaves its request waiting for more.
     waiting: bool,
+    /// Since the last decision: whether a frame began, and whether one of
+    /// them gets an answer (a whole request, a PING, SETTINGS).
+    began: bool,
+    answered: bool,
 }
 
 impl Frames {
@@ -77,14 +90,22 @@ impl Frames {
                     CONTINUATION => true,
                     _ => false,
                 };
+                self.began = true;
+                self.answered |= match kind {
+                    DATA | HEADERS => !self.waiting,
+                    SETTINGS | PING => flags & ACK == 0,
+                    _ => false,
+                };
             }
         }
     }
 
     /// Whether the client may be waiting for an acknowledgement of what
-    /// was read: a frame or a request is only partly here.
-    fn incomplete(&self) -> bool {
-        self.header_len > 0 || self.payload_left > 0 || self.waiting
+    /// was read since the last call: a frame or a request is only partly
+    /// here, or nothing read will be answered.
+    fn needs_ack(&mut self) -> bool {
+        let unanswered = std::mem::take(&mut self.began) && !std::mem::take(&mut self.answered);
+        unanswered || self.header_len > 0 || self.payload_left > 0 || self.waiting
     }
 }
 
@@ -109,7 +130,7 @@ impl Framing {
         match self {
             Framing::Frames(frames) => {
                 frames.consume(bytes);
-                frames.incomplete()
+                frames.needs_ack()
             }
             Framing::Opaque | Framing::Preface(_) => true,
         }
@@ -218,13 +239,29 @@ mod tests {
     }
 
     #[test]
-    fn whole_requests_and_control_frames_need_nothing() {
+    fn frames_that_get_an_answer_need_nothing() {
         let get = frame(HEADERS, END_HEADERS | END_STREAM, 40);
-        let settings = frame(0x4, 0, 6);
+        let settings = frame(SETTINGS, 0, 6);
+        let ping = frame(PING, 0, 8);
         let window = frame(0x8, 0, 4);
         assert_eq!(
-            decisions(&[&get, &settings, &window]),
-            [false, false, false]
+            decisions(&[&get, &settings, &ping, &[window, get.clone()].concat()]),
+            [false, false, false, false]
+        );
+    }
+
+    #[test]
+    fn frames_nobody_answers_are_acknowledged() {
+        // A new Deno connection's SETTINGS acknowledgement, alone: its next
+        // request waited ~40 ms behind it.
+        let settings_ack = frame(SETTINGS, ACK, 0);
+        let ping_ack = frame(PING, ACK, 8);
+        let window = frame(0x8, 0, 4);
+        let reset = frame(0x3, 0, 4);
+        let priority = frame(0x2, 0, 5);
+        assert_eq!(
+            decisions(&[&settings_ack, &ping_ack, &window, &reset, &priority]),
+            [true; 5]
         );
     }
 
