@@ -6,6 +6,8 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -77,8 +79,7 @@ struct Listen {
 
 #[allow(clippy::print_stdout)]
 async fn listen(args: Listen, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::AtomicU64;
     let url = database_url(
         args.backend.as_deref(),
         args.path.as_deref(),
@@ -221,27 +222,51 @@ fn generated_token() -> String {
         .collect()
 }
 
-async fn shutdown_signal() {
+#[cfg(unix)]
+use signal_hook::consts::{SIGINT, SIGTERM};
+/// What `shutdown_signal` stores for Ctrl-C where there are no signals.
+#[cfg(not(unix))]
+const SIGINT: i32 = 2;
+
+/// Waits for Ctrl-C or SIGTERM and stores which one came in `received`.
+async fn shutdown_signal(received: Arc<AtomicI32>) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
+        SIGINT
     };
     #[cfg(unix)]
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
                 s.recv().await;
+                SIGTERM
             }
-            Err(_) => std::future::pending::<()>().await,
+            Err(_) => std::future::pending().await,
         }
     };
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
+    let term = std::future::pending::<i32>();
+    let signal = tokio::select! {
+        signal = ctrl_c => signal,
+        signal = term => signal,
+    };
+    received.store(signal, Ordering::SeqCst);
     tracing::info!("shutting down");
 }
+
+/// Ends the process the way `signal` would have without a handler, now
+/// that the shutdown is done: the exit status says "killed by SIGTERM" (or
+/// SIGINT), as denokv's does, for the supervisors and scripts that check
+/// it. Returns if the signal's default action cannot be emulated.
+#[cfg(unix)]
+fn die_of(signal: i32) {
+    if let Err(e) = signal_hook::low_level::emulate_default_handler(signal) {
+        tracing::warn!("cannot end by signal {signal}: {e}");
+    }
+}
+
+#[cfg(not(unix))]
+fn die_of(_signal: i32) {}
 
 #[allow(clippy::print_stdout)]
 async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -302,9 +327,23 @@ async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> 
     // denokv's wording, last on its line: scripts and tests written for
     // denokv wait for it on stderr and parse the address after it.
     tracing::info!("Listening on {scheme}://{addr}");
-    kv_remote::serve(listener, backend.clone(), config, shutdown_signal()).await?;
+    let received = Arc::new(AtomicI32::new(0));
+    kv_remote::serve(
+        listener,
+        backend.clone(),
+        config,
+        shutdown_signal(received.clone()),
+    )
+    .await?;
     backend.close().await;
     tracing::info!("stopped");
+    // Scripts that stop the server read this to know it shut down cleanly
+    // (the exit status below says only which signal stopped it).
+    println!("stopped");
+    match received.load(Ordering::SeqCst) {
+        0 => {}
+        signal => die_of(signal),
+    }
     Ok(())
 }
 

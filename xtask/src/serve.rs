@@ -1,5 +1,6 @@
 //! A `kv serve` process for xtask commands: started on a free loopback port
-//! with one access token, its URL read from its stdout, stopped with SIGTERM.
+//! with one access token, its URL read from its stdout, stopped with SIGTERM
+//! (it shuts down, prints `stopped`, then dies of the signal, as denokv).
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
@@ -11,11 +12,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+const SIGTERM: i32 = 15;
+
 /// A running `kv serve`.
 pub(crate) struct Server {
     child: Child,
     /// Keeps draining the server's stdout, so it never blocks on a full pipe.
     reader: Option<JoinHandle<()>>,
+    /// The server's stdout lines after the ones `start` read.
+    lines: mpsc::Receiver<String>,
     /// Where it listens, e.g. `http://127.0.0.1:41234`.
     pub(crate) url: String,
 }
@@ -64,9 +69,10 @@ impl Server {
         let mut server = Server {
             child,
             reader: Some(reader),
+            lines: rx,
             url: String::new(),
         };
-        match wait_for_url(&rx, &mut server.child) {
+        match wait_for_url(&server.lines, &mut server.child) {
             Ok(url) => server.url = url,
             Err(e) => {
                 let _ = server.child.kill();
@@ -89,7 +95,11 @@ impl Server {
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
-        stopped
+        stopped?;
+        if !self.lines.try_iter().any(|line| line == "stopped") {
+            bail!("the server died of SIGTERM without shutting down");
+        }
+        Ok(())
     }
 }
 
@@ -128,7 +138,7 @@ fn stop(child: &mut Child) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.try_wait()? {
-            if status.success() {
+            if std::os::unix::process::ExitStatusExt::signal(&status) == Some(SIGTERM) {
                 return Ok(());
             }
             bail!("the server exited with {status} after SIGTERM");

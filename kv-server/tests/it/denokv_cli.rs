@@ -3,6 +3,7 @@
 //! ready when stderr says `Listening on http://ADDR`.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,6 +16,9 @@ const TOKEN: &str = "1234abcd5678efgh";
 struct Server {
     child: Child,
     url: String,
+    /// Drains stderr; ends with the process and says whether kv logged
+    /// `stopped`.
+    stderr: Option<std::thread::JoinHandle<bool>>,
 }
 
 impl Drop for Server {
@@ -52,10 +56,17 @@ fn start(args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<Server> {
         }
     };
     // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    let stderr = std::thread::spawn(move || {
+        let mut stopped = false;
+        for line in lines.map_while(Result::ok) {
+            stopped |= line.ends_with("stopped");
+        }
+        stopped
+    });
     Ok(Server {
         child,
         url: format!("http://{addr}"),
+        stderr: Some(stderr),
     })
 }
 
@@ -67,14 +78,21 @@ async fn connect(url: &str) -> anyhow::Result<Kv> {
     ))
 }
 
-/// SIGTERM and a clean exit (the final checkpoint included).
+/// SIGTERM and a clean shutdown (the final checkpoint included), then
+/// death by SIGTERM, the exit status denokv gives (the Python client's
+/// smoke test checks it).
 fn stop(mut server: Server) -> anyhow::Result<()> {
     Command::new("kill")
         .arg(server.child.id().to_string())
         .status()?;
     for _ in 0..100 {
         if let Some(status) = server.child.try_wait()? {
-            anyhow::ensure!(status.success(), "kv exited with {status}");
+            anyhow::ensure!(status.signal() == Some(15), "kv exited with {status}");
+            let logged = server.stderr.take().expect("joined once").join();
+            anyhow::ensure!(
+                logged.is_ok_and(|stopped| stopped),
+                "kv died without shutting down"
+            );
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
