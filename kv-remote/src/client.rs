@@ -274,11 +274,10 @@ fn data_headers(
 }
 
 /// Whether a key must travel through kv's `/x-kv/` extension endpoints:
-/// keys in the reserved system space, and keys that are not key tuples
-/// (layers' own records, such as a namespaced queue's), which the standard
-/// endpoints refuse.
+/// keys in the reserved system space, which the standard endpoints refuse.
+/// Other keys are opaque bytes to every KV Connect server, tuples or not.
 fn needs_extension(key: &[u8]) -> bool {
-    is_system_key(key) || kv_core::Key::validate(key).is_err()
+    is_system_key(key)
 }
 
 /// Takes the next complete watch frame (`u32` little-endian length, then

@@ -8,7 +8,7 @@ use kv_core::backend::{
     SYSTEM_PREFIX,
 };
 use kv_core::limits::{self, MAX_DELAY_MS};
-use kv_core::{Error, Key, KvValue, Result, Versionstamp};
+use kv_core::{Error, KvValue, Result, Versionstamp};
 
 use prost::Message;
 
@@ -17,18 +17,6 @@ use crate::wire::ReadOutput;
 
 fn invalid(msg: &str) -> Error {
     Error::InvalidArgument(msg.to_owned())
-}
-
-/// Refuses key bytes that are not an encoded key tuple. Deno's clients
-/// decode every key they read back, so one stored malformed key would break
-/// every listing across it; kv's extension endpoints, which carry layers'
-/// own record keys, skip this.
-fn tuple_key(key: &[u8]) -> Result<()> {
-    Key::validate(key).map_err(|e| {
-        Error::InvalidKey(format!(
-            "Invalid key: the bytes are not an encoded key tuple ({e})"
-        ))
-    })
 }
 
 /// Keeps a range inside the user key space: a client never sees or touches
@@ -147,10 +135,6 @@ pub(crate) fn write_request(
         limits::check_system_write(&write)?;
     } else {
         limits::check_received_write(&write)?;
-        let keys = write.checks.iter().map(|c| &c.key);
-        let keys = keys.chain(write.mutations.iter().map(|m| &m.key));
-        let mut keys = keys.chain(write.enqueues.iter().flat_map(|e| &e.keys_if_undelivered));
-        keys.try_for_each(|k| tuple_key(k))?;
     }
     Ok(write)
 }
@@ -159,13 +143,10 @@ pub(crate) fn write_request(
 pub(crate) fn watch_request(req: proto::Watch, system: bool) -> Result<Vec<Vec<u8>>> {
     let keys: Vec<Vec<u8>> = req.keys.into_iter().map(|k| k.key).collect();
     limits::check_watch(&keys)?;
-    if !system {
-        if keys.iter().any(|k| kv_core::backend::is_system_key(k)) {
-            return Err(Error::InvalidKey(
-                "key is in the reserved system key space".into(),
-            ));
-        }
-        keys.iter().try_for_each(|k| tuple_key(k))?;
+    if !system && keys.iter().any(|k| kv_core::backend::is_system_key(k)) {
+        return Err(Error::InvalidKey(
+            "key is in the reserved system key space".into(),
+        ));
     }
     Ok(keys)
 }

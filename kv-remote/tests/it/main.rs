@@ -4,6 +4,7 @@
 
 mod bad_requests;
 mod codegen;
+mod opaque_keys;
 mod resilience;
 mod tls;
 mod transport;
