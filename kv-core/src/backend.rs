@@ -12,9 +12,10 @@ use futures::stream::BoxStream;
 
 use crate::{KvValue, Result, Versionstamp};
 
-/// First byte of the reserved system key space. User keys encode with a tag
-/// byte between `0x01` and `0x27`, so no user key, selector or list can reach
-/// keys that start with this byte. Queue and cron state live there, each
+/// First byte of the reserved system key space. Typed keys encode with a
+/// tag byte between `0x01` and `0x27`, and raw keys from clients that start
+/// with this byte are refused, so no user key, selector or list can reach
+/// keys that start with it. Queue and cron state live there, each
 /// layer under its own sub-prefix.
 pub const SYSTEM_PREFIX: u8 = 0xff;
 

@@ -147,6 +147,11 @@ impl Kv {
     }
 
     /// Lists the keys a selector chooses, in batches.
+    ///
+    /// # Errors
+    /// The stream yields backend errors, and an [`Error::InvalidKey`] item
+    /// for a stored key that is not an encoded key tuple (raw bytes another
+    /// KV Connect client wrote); the listing goes on after it.
     pub fn list(&self, selector: Selector, options: ListOptions) -> ListIterator {
         ListIterator::new(self.backend.clone(), selector, options)
     }

@@ -273,13 +273,6 @@ fn data_headers(
     Ok(headers)
 }
 
-/// Whether a key must travel through kv's `/x-kv/` extension endpoints:
-/// keys in the reserved system space, which the standard endpoints refuse.
-/// Other keys are opaque bytes to every KV Connect server, tuples or not.
-fn needs_extension(key: &[u8]) -> bool {
-    is_system_key(key)
-}
-
 /// Takes the next complete watch frame (`u32` little-endian length, then
 /// that many bytes) off the front of `buf`.
 fn next_watch_frame(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>> {
@@ -559,7 +552,7 @@ impl Backend for RemoteBackend {
         let keys = write.checks.iter().map(|c| &c.key);
         let keys = keys.chain(write.mutations.iter().map(|m| &m.key));
         let mut keys = keys.chain(write.enqueues.iter().flat_map(|e| &e.keys_if_undelivered));
-        let system = keys.any(|k| needs_extension(k));
+        let system = keys.any(|k| is_system_key(k));
         let call = Call::new(Method::AtomicWrite, system);
         let body = convert::write_to_proto(write).encode_to_vec();
         let out = self.inner.call(call, Consistency::Strong, body).await?;
@@ -621,7 +614,7 @@ async fn watch_once(
 ) -> Result<()> {
     use futures::SinkExt;
     let m = inner.metadata(false).await?;
-    let call = Call::new(Method::Watch, keys.iter().any(|k| needs_extension(k)));
+    let call = Call::new(Method::Watch, keys.iter().any(|k| is_system_key(k)));
     let target = Inner::endpoint(&m, call, Consistency::Strong);
     let body = convert::watch_to_proto(keys.to_vec()).encode_to_vec();
     let r = inner

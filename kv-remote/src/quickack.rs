@@ -61,9 +61,12 @@ struct Frames {
     payload_left: usize,
     /// Whether the last whole frame leaves its request waiting for more.
     waiting: bool,
-    /// Since the last decision: whether a frame began, and whether one of
-    /// them gets an answer (a whole request, a PING, SETTINGS).
-    began: bool,
+    /// Whether the current frame, once whole, gets an answer (it ends a
+    /// request, or it is a PING or SETTINGS).
+    answerable: bool,
+    /// Since the last decision: whether a frame ended, and whether one of
+    /// them gets an answer.
+    ended: bool,
     answered: bool,
 }
 
@@ -74,6 +77,9 @@ impl Frames {
                 let n = self.payload_left.min(bytes.len());
                 self.payload_left -= n;
                 bytes = &bytes[n..];
+                if self.payload_left == 0 {
+                    self.end_frame();
+                }
                 continue;
             }
             let n = (9 - self.header_len).min(bytes.len());
@@ -90,22 +96,30 @@ impl Frames {
                     CONTINUATION => true,
                     _ => false,
                 };
-                self.began = true;
-                self.answered |= match kind {
+                self.answerable = match kind {
                     DATA | HEADERS => !self.waiting,
                     SETTINGS | PING => flags & ACK == 0,
                     _ => false,
                 };
+                if self.payload_left == 0 {
+                    self.end_frame();
+                }
             }
         }
+    }
+
+    fn end_frame(&mut self) {
+        self.ended = true;
+        self.answered |= self.answerable;
     }
 
     /// Whether the client may be waiting for an acknowledgement of what
     /// was read since the last call: a frame or a request is only partly
     /// here, or nothing read will be answered.
     fn needs_ack(&mut self) -> bool {
-        let unanswered = std::mem::take(&mut self.began) && !std::mem::take(&mut self.answered);
-        unanswered || self.header_len > 0 || self.payload_left > 0 || self.waiting
+        let ended = std::mem::take(&mut self.ended);
+        let answered = std::mem::take(&mut self.answered);
+        (ended && !answered) || self.header_len > 0 || self.payload_left > 0 || self.waiting
     }
 }
 
@@ -262,6 +276,17 @@ mod tests {
         assert_eq!(
             decisions(&[&settings_ack, &ping_ack, &window, &reset, &priority]),
             [true; 5]
+        );
+        // A WINDOW_UPDATE whose last bytes come in a read of their own.
+        let (head, tail) = window.split_at(11);
+        assert_eq!(decisions(&[head, tail]), [true, true]);
+        // A request's acknowledgement rides on its answer, even when the
+        // request ends in the read after a flow-control update.
+        let get = frame(HEADERS, END_HEADERS | END_STREAM, 40);
+        let (head, tail) = get.split_at(20);
+        assert_eq!(
+            decisions(&[&[window, head.to_vec()].concat(), tail]),
+            [true, false]
         );
     }
 

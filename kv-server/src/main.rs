@@ -4,6 +4,7 @@
 //! `kv serve` with no arguments serves `./kv.sqlite3` on `127.0.0.1:4512`
 //! and prints the URL and an access token.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kv::Clock;
 use kv_remote::ServerConfig;
+#[cfg(unix)]
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// The server allocates and frees per request and per entry from many
 /// threads; mimalloc's thread-local heaps cost a fraction of glibc's
@@ -222,8 +225,6 @@ fn generated_token() -> String {
         .collect()
 }
 
-#[cfg(unix)]
-use signal_hook::consts::{SIGINT, SIGTERM};
 /// What `shutdown_signal` stores for Ctrl-C where there are no signals.
 #[cfg(not(unix))]
 const SIGINT: i32 = 2;
@@ -257,7 +258,8 @@ async fn shutdown_signal(received: Arc<AtomicI32>) {
 /// Ends the process the way `signal` would have without a handler, now
 /// that the shutdown is done: the exit status says "killed by SIGTERM" (or
 /// SIGINT), as denokv's does, for the supervisors and scripts that check
-/// it. Returns if the signal's default action cannot be emulated.
+/// it. Does not return for SIGINT and SIGTERM (should raising the signal
+/// fail, signal-hook aborts); returns only for a signal it does not know.
 #[cfg(unix)]
 fn die_of(signal: i32) {
     if let Err(e) = signal_hook::low_level::emulate_default_handler(signal) {
@@ -338,8 +340,9 @@ async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> 
     backend.close().await;
     tracing::info!("stopped");
     // Scripts that stop the server read this to know it shut down cleanly
-    // (the exit status below says only which signal stopped it).
-    println!("stopped");
+    // (the exit status below says only which signal stopped it). Whoever
+    // started the server may have closed the pipe already: no panic then.
+    let _ = writeln!(std::io::stdout(), "stopped");
     match received.load(Ordering::SeqCst) {
         0 => {}
         signal => die_of(signal),

@@ -10,14 +10,14 @@ use prost::Message;
 const TOKEN: &str = "bad-requests-token-123";
 const NIL: &str = "00000000-0000-0000-0000-000000000000";
 
-struct Server {
+pub(crate) struct Server {
     base: String,
     http: reqwest::Client,
     backend: Arc<MemoryBackend>,
 }
 
 impl Server {
-    async fn start() -> Server {
+    pub(crate) async fn start() -> Server {
         let (listener, addr) = kv_remote::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -54,7 +54,7 @@ impl Server {
         (status, r.text().await.unwrap())
     }
 
-    async fn data(&self, method: &str, body: Vec<u8>) -> (u16, String) {
+    pub(crate) async fn data(&self, method: &str, body: Vec<u8>) -> (u16, String) {
         let auth = format!("Bearer {TOKEN}");
         let headers = [
             ("authorization", auth.as_str()),
@@ -68,6 +68,22 @@ impl Server {
             body,
         )
         .await
+    }
+
+    /// The status of a data-path call whose body is a stream (a watch),
+    /// without waiting for the body.
+    pub(crate) async fn data_stream_status(&self, method: &str, body: Vec<u8>) -> u16 {
+        self.http
+            .post(format!("{}/v2/{method}", self.base))
+            .bearer_auth(TOKEN)
+            .header("x-denokv-version", "3")
+            .header("x-denokv-database-id", NIL)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     }
 
     /// A valid read must still work.
@@ -85,7 +101,7 @@ impl Server {
     }
 }
 
-fn set(key: Vec<u8>, value: proto::KvValue) -> proto::Mutation {
+pub(crate) fn set(key: Vec<u8>, value: proto::KvValue) -> proto::Mutation {
     proto::Mutation {
         key,
         value: Some(value),
@@ -94,14 +110,14 @@ fn set(key: Vec<u8>, value: proto::KvValue) -> proto::Mutation {
     }
 }
 
-fn bytes(data: Vec<u8>) -> proto::KvValue {
+pub(crate) fn bytes(data: Vec<u8>) -> proto::KvValue {
     proto::KvValue {
         data,
         encoding: proto::ValueEncoding::VeBytes as i32,
     }
 }
 
-fn write(w: proto::AtomicWrite) -> Vec<u8> {
+pub(crate) fn write(w: proto::AtomicWrite) -> Vec<u8> {
     w.encode_to_vec()
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use kv::{Error, Kv, KvValue, key};
 
 const TOKEN: &str = "1234abcd5678efgh";
+const SIGTERM: i32 = 15;
 
 /// A running `kv` and the address it announced.
 struct Server {
@@ -87,7 +88,7 @@ fn stop(mut server: Server) -> anyhow::Result<()> {
         .status()?;
     for _ in 0..100 {
         if let Some(status) = server.child.try_wait()? {
-            anyhow::ensure!(status.signal() == Some(15), "kv exited with {status}");
+            anyhow::ensure!(status.signal() == Some(SIGTERM), "kv exited with {status}");
             let logged = server.stderr.take().expect("joined once").join();
             anyhow::ensure!(
                 logged.is_ok_and(|stopped| stopped),
