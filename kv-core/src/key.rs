@@ -257,7 +257,8 @@ impl Key {
     }
 
     /// Checks that `bytes` would [`decode`](Key::decode), without building
-    /// the key (servers use it on keys they receive).
+    /// the key (for raw keys from elsewhere, which KV Connect servers store
+    /// as opaque bytes).
     ///
     /// # Errors
     /// As [`Key::decode`].
