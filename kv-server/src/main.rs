@@ -270,8 +270,9 @@ fn die_of(signal: i32) {
 #[cfg(not(unix))]
 fn die_of(_signal: i32) {}
 
+/// Serves until SIGINT or SIGTERM; returns the signal that stopped it.
 #[allow(clippy::print_stdout)]
-async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<i32> {
     let mut tokens = args.access_tokens.clone();
     tokens.retain(|t| !t.is_empty());
     let generated = tokens.is_empty();
@@ -338,20 +339,10 @@ async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> 
     )
     .await?;
     backend.close().await;
-    tracing::info!("stopped");
-    // Scripts that stop the server read this to know it shut down cleanly
-    // (the exit status below says only which signal stopped it). Whoever
-    // started the server may have closed the pipe already: no panic then.
-    let _ = writeln!(std::io::stdout(), "stopped");
-    match received.load(Ordering::SeqCst) {
-        0 => {}
-        signal => die_of(signal),
-    }
-    Ok(())
+    Ok(received.load(Ordering::SeqCst))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -361,9 +352,27 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => serve(args, cli.sqlite_path).await,
-        Command::Queue(args) => queue(args, cli.sqlite_path).await,
-        Command::Listen(args) => listen(args, cli.sqlite_path).await,
+    let runtime = tokio::runtime::Runtime::new()?;
+    let stopped_by = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args, cli.sqlite_path).await.map(Some),
+            Command::Queue(args) => queue(args, cli.sqlite_path).await.map(|()| None),
+            Command::Listen(args) => listen(args, cli.sqlite_path).await.map(|()| None),
+        }
+    })?;
+    // Dropping the runtime drops every task, and with them the last
+    // handles on the database, which closes it (SQLite checkpoints and
+    // removes its WAL) before the process ends.
+    drop(runtime);
+    if let Some(signal) = stopped_by {
+        tracing::info!("stopped");
+        // Scripts that stop the server read this to know it shut down
+        // cleanly (the exit status says only which signal stopped it).
+        // Whoever started the server may have closed the pipe: no panic.
+        let _ = writeln!(std::io::stdout(), "stopped");
+        if signal != 0 {
+            die_of(signal);
+        }
     }
+    Ok(())
 }

@@ -150,6 +150,12 @@ fn file_interop(
         "remote",
         "kv serve could not read what Deno wrote to its file",
     )?;
+    // A clean shutdown closes the database: SQLite removes its WAL then.
+    let mut wal = file.as_os_str().to_owned();
+    wal.push("-wal");
+    if Path::new(&wal).exists() {
+        bail!("kv serve stopped without closing {}", file.display());
+    }
     // denokv's command line, read-only: the file must come out unchanged.
     let before = std::fs::read(file)?;
     served(

@@ -114,6 +114,9 @@ async fn serves_the_file_named_by_sqlite_path() -> anyhow::Result<()> {
         .set(key!["via", "flag"], KvValue::U64(1))
         .await?;
     stop(server)?;
+    // Closed cleanly: the last connection checkpointed and removed the WAL.
+    let wal = dir.path().join("denokv.sqlite3-wal");
+    assert!(!wal.exists(), "kv left {} behind", wal.display());
 
     // The same file through the environment, as denokv's container runs it.
     let server = start(&["serve"], &[("DENO_KV_SQLITE_PATH", &file)])?;
