@@ -7,8 +7,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -82,7 +81,7 @@ struct Listen {
 
 #[allow(clippy::print_stdout)]
 async fn listen(args: Listen, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
-    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::{AtomicU64, Ordering};
     let url = database_url(
         args.backend.as_deref(),
         args.path.as_deref(),
@@ -229,8 +228,8 @@ fn generated_token() -> String {
 #[cfg(not(unix))]
 const SIGINT: i32 = 2;
 
-/// Waits for Ctrl-C or SIGTERM and stores which one came in `received`.
-async fn shutdown_signal(received: Arc<AtomicI32>) {
+/// Waits for Ctrl-C or SIGTERM and records which one came in `received`.
+async fn shutdown_signal(received: Arc<OnceLock<i32>>) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
         SIGINT
@@ -251,7 +250,7 @@ async fn shutdown_signal(received: Arc<AtomicI32>) {
         signal = ctrl_c => signal,
         signal = term => signal,
     };
-    received.store(signal, Ordering::SeqCst);
+    let _ = received.set(signal);
     tracing::info!("shutting down");
 }
 
@@ -272,7 +271,7 @@ fn die_of(_signal: i32) {}
 
 /// Serves until SIGINT or SIGTERM; returns the signal that stopped it.
 #[allow(clippy::print_stdout)]
-async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<i32> {
+async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<Option<i32>> {
     let mut tokens = args.access_tokens.clone();
     tokens.retain(|t| !t.is_empty());
     let generated = tokens.is_empty();
@@ -330,7 +329,7 @@ async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<i32>
     // denokv's wording, last on its line: scripts and tests written for
     // denokv wait for it on stderr and parse the address after it.
     tracing::info!("Listening on {scheme}://{addr}");
-    let received = Arc::new(AtomicI32::new(0));
+    let received = Arc::new(OnceLock::new());
     kv_remote::serve(
         listener,
         backend.clone(),
@@ -339,7 +338,7 @@ async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<i32>
     )
     .await?;
     backend.close().await;
-    Ok(received.load(Ordering::SeqCst))
+    Ok(received.get().copied())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -355,7 +354,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let stopped_by = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args, cli.sqlite_path).await.map(Some),
+            Command::Serve(args) => serve(args, cli.sqlite_path).await,
             Command::Queue(args) => queue(args, cli.sqlite_path).await.map(|()| None),
             Command::Listen(args) => listen(args, cli.sqlite_path).await.map(|()| None),
         }
@@ -370,9 +369,7 @@ fn main() -> anyhow::Result<()> {
         // cleanly (the exit status says only which signal stopped it).
         // Whoever started the server may have closed the pipe: no panic.
         let _ = writeln!(std::io::stdout(), "stopped");
-        if signal != 0 {
-            die_of(signal);
-        }
+        die_of(signal);
     }
     Ok(())
 }

@@ -42,6 +42,16 @@ impl Server {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> (u16, String) {
+        status_and_text(self.respond(method, path, headers, body).await).await
+    }
+
+    async fn respond(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> reqwest::Response {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -49,19 +59,18 @@ impl Server {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.text().await.unwrap())
+        req.send().await.unwrap()
     }
 
-    pub(crate) async fn data(&self, method: &str, body: Vec<u8>) -> (u16, String) {
+    /// A well-formed call of `/v2/{method}`, whatever `body` holds.
+    async fn data_response(&self, method: &str, body: Vec<u8>) -> reqwest::Response {
         let auth = format!("Bearer {TOKEN}");
         let headers = [
             ("authorization", auth.as_str()),
             ("x-denokv-version", "3"),
             ("x-denokv-database-id", NIL),
         ];
-        self.send(
+        self.respond(
             reqwest::Method::POST,
             &format!("/v2/{method}"),
             &headers,
@@ -70,20 +79,14 @@ impl Server {
         .await
     }
 
+    pub(crate) async fn data(&self, method: &str, body: Vec<u8>) -> (u16, String) {
+        status_and_text(self.data_response(method, body).await).await
+    }
+
     /// The status of a data-path call whose body is a stream (a watch),
     /// without waiting for the body.
     pub(crate) async fn data_stream_status(&self, method: &str, body: Vec<u8>) -> u16 {
-        self.http
-            .post(format!("{}/v2/{method}", self.base))
-            .bearer_auth(TOKEN)
-            .header("x-denokv-version", "3")
-            .header("x-denokv-database-id", NIL)
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        self.data_response(method, body).await.status().as_u16()
     }
 
     /// A valid read must still work.
@@ -99,6 +102,11 @@ impl Server {
         let (status, _) = self.data("snapshot_read", read.encode_to_vec()).await;
         assert_eq!(status, 200, "the server keeps serving");
     }
+}
+
+async fn status_and_text(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
 }
 
 pub(crate) fn set(key: Vec<u8>, value: proto::KvValue) -> proto::Mutation {
