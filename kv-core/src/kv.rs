@@ -1,6 +1,5 @@
 //! The user's API, mirroring `Deno.Kv`.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -556,7 +555,8 @@ pub struct ListIterator {
     batch_size: usize,
     remaining: Option<usize>,
     range: (Vec<u8>, Vec<u8>),
-    buffer: VecDeque<RawEntry>,
+    /// The fetched batch not yet yielded (taken over whole, not copied).
+    buffer: std::vec::IntoIter<RawEntry>,
     exhausted: bool,
     pending: Option<BoxFuture<'static, Result<Vec<Vec<RawEntry>>>>>,
     /// The cursor the listing resumed from, until an entry is yielded.
@@ -589,7 +589,7 @@ impl ListIterator {
             batch_size: DEFAULT_BATCH_SIZE,
             remaining: options.limit,
             range: (Vec::new(), Vec::new()),
-            buffer: VecDeque::new(),
+            buffer: Vec::new().into_iter(),
             exhausted: false,
             pending: None,
             given_cursor: options.cursor.clone().filter(|c| !c.is_empty()),
@@ -660,6 +660,8 @@ impl ListIterator {
     pub async fn collect_all(mut self) -> Result<Vec<KvEntry>> {
         let mut out = Vec::new();
         while let Some(entry) = self.next().await {
+            // Room for the rest of the batch just fetched, not doubling steps.
+            out.reserve(self.buffer.len() + 1);
             out.push(entry?);
         }
         Ok(out)
@@ -701,7 +703,7 @@ impl Stream for ListIterator {
                 this.done = true;
                 continue;
             }
-            if let Some(raw) = this.buffer.pop_front() {
+            if let Some(raw) = this.buffer.next() {
                 if let Some(r) = this.remaining.as_mut() {
                     *r -= 1;
                 }
@@ -763,7 +765,7 @@ impl Stream for ListIterator {
             } else {
                 this.exhausted = true;
             }
-            this.buffer.extend(entries);
+            this.buffer = entries.into_iter();
         }
     }
 }

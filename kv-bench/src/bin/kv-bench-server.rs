@@ -6,6 +6,10 @@
 //!                 [--only NAME[,NAME..]]
 //!
 //! `--only` runs just the named workloads (for profiling one of them).
+//! With `--server-pid`, each line also gives the processor time the server
+//! and this load generator spent per operation (`server_cpu_us_per_op`,
+//! `client_cpu_us_per_op`): both share the machine, so the rates alone do
+//! not say which side is the limit.
 
 #![allow(clippy::print_stdout)]
 
@@ -76,7 +80,57 @@ async fn client(args: &Args) -> anyhow::Result<Kv> {
     ))
 }
 
-fn report(name: &str, ops: usize, secs: f64, mut lat: Vec<Duration>, extra: serde_json::Value) {
+/// Processor time used so far by this process and by the server: what a
+/// workload costs each side, apart from how the two share the machine.
+#[derive(Clone, Copy)]
+struct Cpu {
+    client: Option<f64>,
+    server: Option<f64>,
+}
+
+impl Cpu {
+    fn now(server_pid: Option<u32>) -> Cpu {
+        Cpu {
+            client: cpu_secs("self"),
+            server: server_pid.and_then(|pid| cpu_secs(&pid.to_string())),
+        }
+    }
+
+    /// Microseconds of each process's processor time per operation since
+    /// `self`.
+    fn per_op(self, server_pid: Option<u32>, ops: usize) -> serde_json::Value {
+        let now = Cpu::now(server_pid);
+        let us = |before: Option<f64>, after: Option<f64>| {
+            let us = (after? - before?) * 1e6 / ops.max(1) as f64;
+            Some((us * 10.0).round() / 10.0)
+        };
+        serde_json::json!({
+            "client_cpu_us_per_op": us(self.client, now.client),
+            "server_cpu_us_per_op": us(self.server, now.server),
+        })
+    }
+}
+
+/// User plus system time of a process (all its threads, live or ended),
+/// from `/proc/PID/stat`; `None` where there is no such file.
+fn cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after it are plain.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    // utime and stime are fields 14 and 15, in USER_HZ ticks (100 per second
+    // on every architecture this runs on).
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
+fn report(
+    name: &str,
+    ops: usize,
+    secs: f64,
+    mut lat: Vec<Duration>,
+    cpu: serde_json::Value,
+    extra: serde_json::Value,
+) {
     lat.sort();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
@@ -90,8 +144,10 @@ fn report(name: &str, ops: usize, secs: f64, mut lat: Vec<Duration>, extra: serd
         "p50_us": pct(0.5),
         "p99_us": pct(0.99),
     });
-    if let (Some(map), serde_json::Value::Object(extra)) = (line.as_object_mut(), extra) {
-        map.extend(extra);
+    for more in [cpu, extra] {
+        if let (Some(map), serde_json::Value::Object(more)) = (line.as_object_mut(), more) {
+            map.extend(more);
+        }
     }
     println!("{line}");
 }
@@ -157,6 +213,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Sequential set and get: one client, one request at a time.
     if args.wants("sequential_set") {
+        let cpu = Cpu::now(args.server_pid);
         let mut lat = Vec::new();
         let t = Instant::now();
         for i in 0..n(2000.0) {
@@ -164,15 +221,18 @@ async fn main() -> anyhow::Result<()> {
             kv.set(key!["rs-seq", i as u64], value()).await?;
             lat.push(s.elapsed());
         }
+        let ops = lat.len();
         report(
             "sequential_set",
-            lat.len(),
+            ops,
             t.elapsed().as_secs_f64(),
             lat,
+            cpu.per_op(args.server_pid, ops),
             serde_json::json!({}),
         );
     }
     if args.wants("sequential_get") {
+        let cpu = Cpu::now(args.server_pid);
         let mut lat = Vec::new();
         let t = Instant::now();
         for i in 0..n(5000.0) {
@@ -180,11 +240,13 @@ async fn main() -> anyhow::Result<()> {
             kv.get(key!["rs-seq", (i % n(2000.0)) as u64]).await?;
             lat.push(s.elapsed());
         }
+        let ops = lat.len();
         report(
             "sequential_get",
-            lat.len(),
+            ops,
             t.elapsed().as_secs_f64(),
             lat,
+            cpu.per_op(args.server_pid, ops),
             serde_json::json!({}),
         );
     }
@@ -195,6 +257,7 @@ async fn main() -> anyhow::Result<()> {
         kvs.push(client(&args).await?);
     }
     if args.wants("writers64") {
+        let cpu = Cpu::now(args.server_pid);
         let (ops, s, lat) = concurrent(&kvs, secs, |kv, i, n| async move {
             kv.set(key!["rs-w", i as u64, n], value()).await?;
             Ok(())
@@ -205,10 +268,12 @@ async fn main() -> anyhow::Result<()> {
             ops,
             s,
             lat,
+            cpu.per_op(args.server_pid, ops),
             serde_json::json!({"goal_per_sec": 28000}),
         );
     }
     if args.wants("readers64") {
+        let cpu = Cpu::now(args.server_pid);
         let (ops, s, lat) = concurrent(&kvs, secs, |kv, i, n| async move {
             kv.get(key!["rs-seq", (i as u64 * 31 + n) % 2000]).await?;
             Ok(())
@@ -219,6 +284,7 @@ async fn main() -> anyhow::Result<()> {
             ops,
             s,
             lat,
+            cpu.per_op(args.server_pid, ops),
             serde_json::json!({"goal_per_sec": 30000}),
         );
     }
@@ -230,6 +296,7 @@ async fn main() -> anyhow::Result<()> {
             }
             op.commit().await?;
         }
+        let cpu = Cpu::now(args.server_pid);
         let (ops, s, lat) = concurrent(&kvs, secs, |kv, _, _| async move {
             let got = kv
                 .list(
@@ -247,6 +314,7 @@ async fn main() -> anyhow::Result<()> {
             ops,
             s,
             lat,
+            cpu.per_op(args.server_pid, ops),
             serde_json::json!({"goal_per_sec": 5000}),
         );
     }
@@ -256,6 +324,7 @@ async fn main() -> anyhow::Result<()> {
         let watcher = client(&args).await?;
         let mut stream = Box::pin(watcher.watch(&[key!["watched"]])?);
         stream.next().await.context("watch ended")??;
+        let cpu = Cpu::now(args.server_pid);
         let mut lat = Vec::new();
         let t = Instant::now();
         for i in 0..n(200.0) {
@@ -269,11 +338,13 @@ async fn main() -> anyhow::Result<()> {
             }
             lat.push(s.elapsed());
         }
+        let ops = lat.len();
         report(
             "watch_notify",
-            lat.len(),
+            ops,
             t.elapsed().as_secs_f64(),
             lat,
+            cpu.per_op(args.server_pid, ops),
             serde_json::json!({"note": "set ack to notification, includes the set"}),
         );
     }
