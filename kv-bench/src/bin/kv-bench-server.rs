@@ -319,6 +319,33 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    // Deno's default batch (100): the read size of most listings.
+    if args.wants("list100_x64") {
+        let mut op = kv.atomic();
+        for i in 0..100u64 {
+            op.set(key!["rs-list100", i], value());
+        }
+        op.commit().await?;
+        let cpu = Cpu::now(args.server_pid);
+        let (ops, s, lat) = concurrent(&kvs, secs, |kv, _, _| async move {
+            let got = kv
+                .list(Selector::prefix(key!["rs-list100"]), ListOptions::default())
+                .collect_all()
+                .await?;
+            anyhow::ensure!(got.len() == 100);
+            Ok(())
+        })
+        .await?;
+        report(
+            "list100_x64",
+            ops,
+            s,
+            lat,
+            cpu.per_op(args.server_pid, ops),
+            serde_json::json!({}),
+        );
+    }
+
     // Watch notification latency: a second connection watches, the first writes.
     if args.wants("watch_notify") {
         let watcher = client(&args).await?;
