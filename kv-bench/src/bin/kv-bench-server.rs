@@ -193,6 +193,44 @@ where
     Ok((all.len(), started.elapsed().as_secs_f64(), all))
 }
 
+/// Writes `len` keys under `prefix`, then lists them all from every
+/// connection at once: listings done, seconds, latencies, CPU per listing.
+async fn listings(
+    args: &Args,
+    kv: &Kv,
+    kvs: &[Kv],
+    duration: Duration,
+    prefix: &'static str,
+    len: u64,
+    options: ListOptions,
+) -> anyhow::Result<(usize, f64, Vec<Duration>, serde_json::Value)> {
+    for chunk in 0..len.div_ceil(100) {
+        let mut op = kv.atomic();
+        for i in chunk * 100..((chunk + 1) * 100).min(len) {
+            op.set(key![prefix, i], value());
+        }
+        op.commit().await?;
+    }
+    let cpu = Cpu::now(args.server_pid);
+    let (ops, secs, lat) = concurrent(kvs, duration, move |kv, _, _| {
+        let options = options.clone();
+        async move {
+            let got = kv
+                .list(Selector::prefix(key![prefix]), options)
+                .collect_all()
+                .await?;
+            anyhow::ensure!(
+                got.len() as u64 == len,
+                "listed {} keys of {len}",
+                got.len()
+            );
+            Ok(())
+        }
+    })
+    .await?;
+    Ok((ops, secs, lat, cpu.per_op(args.server_pid, ops)))
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -289,61 +327,17 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if args.wants("list1000_x64") {
-        for chunk in 0..10u64 {
-            let mut op = kv.atomic();
-            for i in 0..100u64 {
-                op.set(key!["rs-list", chunk * 100 + i], value());
-            }
-            op.commit().await?;
-        }
-        let cpu = Cpu::now(args.server_pid);
-        let (ops, s, lat) = concurrent(&kvs, secs, |kv, _, _| async move {
-            let got = kv
-                .list(
-                    Selector::prefix(key!["rs-list"]),
-                    ListOptions::default().with_batch_size(1000),
-                )
-                .collect_all()
-                .await?;
-            anyhow::ensure!(got.len() == 1000);
-            Ok(())
-        })
-        .await?;
-        report(
-            "list1000_x64",
-            ops,
-            s,
-            lat,
-            cpu.per_op(args.server_pid, ops),
-            serde_json::json!({"goal_per_sec": 5000}),
-        );
+        let options = ListOptions::default().with_batch_size(1000);
+        let (ops, s, lat, cpu) = listings(&args, &kv, &kvs, secs, "rs-list", 1000, options).await?;
+        let goal = serde_json::json!({"goal_per_sec": 5000});
+        report("list1000_x64", ops, s, lat, cpu, goal);
     }
-
     // Deno's default batch (100): the read size of most listings.
     if args.wants("list100_x64") {
-        let mut op = kv.atomic();
-        for i in 0..100u64 {
-            op.set(key!["rs-list100", i], value());
-        }
-        op.commit().await?;
-        let cpu = Cpu::now(args.server_pid);
-        let (ops, s, lat) = concurrent(&kvs, secs, |kv, _, _| async move {
-            let got = kv
-                .list(Selector::prefix(key!["rs-list100"]), ListOptions::default())
-                .collect_all()
-                .await?;
-            anyhow::ensure!(got.len() == 100);
-            Ok(())
-        })
-        .await?;
-        report(
-            "list100_x64",
-            ops,
-            s,
-            lat,
-            cpu.per_op(args.server_pid, ops),
-            serde_json::json!({}),
-        );
+        let options = ListOptions::default();
+        let (ops, s, lat, cpu) =
+            listings(&args, &kv, &kvs, secs, "rs-list100", 100, options).await?;
+        report("list100_x64", ops, s, lat, cpu, serde_json::json!({}));
     }
 
     // Watch notification latency: a second connection watches, the first writes.
