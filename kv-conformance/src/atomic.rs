@@ -1,7 +1,7 @@
 //! Atomic commits: checks, mutation order, versionstamped keys, atomicity.
 
 use anyhow::ensure;
-use kv_core::{CommitOutcome, Error, Key, KvValue, SetOptions, key};
+use kv_core::{BigInt, CommitOutcome, Error, Key, KeyPart, KvValue, SetOptions, key};
 
 use crate::Cx;
 use crate::util::b;
@@ -24,6 +24,9 @@ declare_cases!("atomic":
     versionstamped_keys_sort_in_commit_order,
     versionstamped_key_with_empty_prefix_is_rejected,
     compare_and_swap_loop,
+    committing_again_sends_the_same_write,
+    a_key_error_fails_every_commit_of_the_operation,
+    a_type_mismatch_fails_every_commit_of_the_operation,
 );
 
 fn stamp(o: CommitOutcome) -> anyhow::Result<kv_core::Versionstamp> {
@@ -310,5 +313,65 @@ async fn compare_and_swap_loop(cx: Cx) -> anyhow::Result<()> {
         .commit()
         .await?;
     ensure!(o == CommitOutcome::CheckFailed);
+    Ok(())
+}
+
+/// A commit retried after an error resends the operation (Deno keeps an
+/// operation's checks and mutations): the check is evaluated again and the
+/// mutations apply again.
+async fn committing_again_sends_the_same_write(cx: Cx) -> anyhow::Result<()> {
+    let mut op = cx.kv.atomic();
+    op.sum(key!["n"], 1);
+    let first = stamp(op.commit().await?)?;
+    let second = stamp(op.commit().await?)?;
+    ensure!(second > first, "{second:?} after {first:?}");
+    let n = cx.kv.get(key!["n"]).await?.map(|e| e.value);
+    ensure!(
+        n == Some(KvValue::U64(2)),
+        "two commits of sum 1 left {n:?}"
+    );
+
+    let mut op = cx.kv.atomic();
+    op.check(key!["a"], None).set(key!["a"], b("1"));
+    ensure!(op.commit().await?.is_ok());
+    let again = op.commit().await?;
+    ensure!(
+        again == CommitOutcome::CheckFailed,
+        "the check was not evaluated again: {again:?}"
+    );
+    Ok(())
+}
+
+/// An operation that met a bad key while being built fails every time it
+/// is committed; its valid mutations are never written on their own.
+async fn a_key_error_fails_every_commit_of_the_operation(cx: Cx) -> anyhow::Result<()> {
+    let huge = Key(vec![KeyPart::Int(BigInt::from(1) << (255usize * 8))]);
+    let mut op = cx.kv.atomic();
+    op.set(key!["r1"], b("1"))
+        .set(huge, b("x"))
+        .set(key!["r2"], b("2"));
+    for attempt in 1..=2 {
+        assert_err!(op.commit().await, Error::InvalidKey(m) if m.contains("255 bytes"));
+        ensure!(
+            cx.kv.get(key!["r1"]).await?.is_none() && cx.kv.get(key!["r2"]).await?.is_none(),
+            "commit {attempt} wrote part of a failed operation"
+        );
+    }
+    Ok(())
+}
+
+/// A commit rolled back by a failed `sum` fails the same way when sent
+/// again, and still writes nothing.
+async fn a_type_mismatch_fails_every_commit_of_the_operation(cx: Cx) -> anyhow::Result<()> {
+    cx.kv.set(key!["str"], b("not a number")).await?;
+    let mut op = cx.kv.atomic();
+    op.set(key!["a"], b("1")).sum(key!["str"], 1);
+    for attempt in 1..=2 {
+        assert_err!(op.commit().await, Error::TypeMismatch(_));
+        ensure!(
+            cx.kv.get(key!["a"]).await?.is_none(),
+            "commit {attempt} wrote part of a rolled-back operation"
+        );
+    }
     Ok(())
 }

@@ -38,6 +38,7 @@ declare_cases!("list":
     cursor_outside_range_is_rejected,
     empty_cursor_restarts,
     cursor_is_empty_after_exhaustion,
+    cursor_after_the_limit_is_the_last_entry,
     list_hides_deleted_keys,
     list_returns_values_and_versionstamps,
     large_listing_spans_many_batches,
@@ -588,6 +589,39 @@ async fn cursor_is_empty_after_exhaustion(cx: Cx) -> anyhow::Result<()> {
         e?;
     }
     ensure!(it.cursor() == Some(""), "{:?}", it.cursor());
+    Ok(())
+}
+
+/// A listing that stops at its `limit` is a page, not the end: its cursor
+/// is the last entry's (Deno's), so paging by limit reaches every key.
+async fn cursor_after_the_limit_is_the_last_entry(cx: Cx) -> anyhow::Result<()> {
+    seed(&cx).await?;
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let mut options = ListOptions::default().with_limit(2);
+        if !cursor.is_empty() {
+            options = options.with_cursor(cursor.clone());
+        }
+        let mut it = cx.kv.list(Selector::prefix(key!["a"]), options);
+        let mut page = Vec::new();
+        while let Some(e) = it.next().await {
+            page.push(e?.key);
+        }
+        cursor = it.cursor().unwrap_or_default().to_owned();
+        if pages.is_empty() {
+            ensure!(cursor == "AmIA", "after the first page of 2: {cursor:?}");
+        }
+        let last = page.is_empty();
+        pages.push(page);
+        ensure!(pages.len() <= 5, "paging does not end: {pages:?}");
+        if last || cursor.is_empty() {
+            break;
+        }
+    }
+    let got: Vec<Key> = pages.concat();
+    let want = keys(&cx, Selector::prefix(key!["a"]), ListOptions::default()).await?;
+    ensure!(got == want, "pages {pages:?} against {want:?}");
     Ok(())
 }
 

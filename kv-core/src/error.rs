@@ -212,6 +212,38 @@ impl Error {
         }
     }
 
+    /// The same error again, for an error that must be returned more than
+    /// once (a failed `AtomicOperation` every time it is committed). An
+    /// engine's error becomes its message; every other variant is copied.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Error::LimitExceeded { limit, max, actual } => Error::LimitExceeded {
+                limit: *limit,
+                max: *max,
+                actual: *actual,
+            },
+            Error::InvalidKey(m) => Error::InvalidKey(m.clone()),
+            Error::InvalidVersionstamp(m) => Error::InvalidVersionstamp(m.clone()),
+            Error::InvalidValue(m) => Error::InvalidValue(m.clone()),
+            Error::InvalidSelector(m) => Error::InvalidSelector(m),
+            Error::InvalidCursor(m) => Error::InvalidCursor(m),
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::TypeMismatch(m) => Error::TypeMismatch(m.clone()),
+            Error::PermissionDenied(m) => Error::PermissionDenied(m.clone()),
+            Error::ReadOnly => Error::ReadOnly,
+            Error::Closed => Error::Closed,
+            Error::Unsupported { backend, op } => Error::Unsupported {
+                backend: backend.clone(),
+                op,
+            },
+            Error::Unavailable { backend, message } => Error::Unavailable {
+                backend: backend.clone(),
+                message: message.clone(),
+            },
+            Error::Backend { backend, source } => Error::backend(backend, source.to_string()),
+        }
+    }
+
     pub(crate) fn limit(limit: Limit, max: usize, actual: usize) -> Self {
         Error::LimitExceeded {
             limit,

@@ -179,7 +179,7 @@ impl Kv {
     ) -> Result<Versionstamp> {
         let mut op = self.atomic();
         op.set_with(key, value, options);
-        committed(op.commit().await?)
+        committed(op.commit_once().await?)
     }
 
     /// Deletes one key (a no-op commit if it is absent).
@@ -189,7 +189,7 @@ impl Kv {
     pub async fn delete(&self, key: impl Into<Key>) -> Result<()> {
         let mut op = self.atomic();
         op.delete(key);
-        committed(op.commit().await?).map(|_| ())
+        committed(op.commit_once().await?).map(|_| ())
     }
 
     /// Enqueues one message (V8-encoded `payload`) on the database's queue.
@@ -200,7 +200,7 @@ impl Kv {
     pub async fn enqueue(&self, payload: Vec<u8>, options: EnqueueOptions) -> Result<Versionstamp> {
         let mut op = self.atomic();
         op.enqueue(payload, options);
-        committed(op.commit().await?)
+        committed(op.commit_once().await?)
     }
 
     /// The clock this handle uses.
@@ -420,16 +420,34 @@ impl AtomicOperation {
 
     /// Commits: `Committed` with the versionstamp, or `CheckFailed`.
     ///
+    /// The operation keeps its checks and mutations, so committing it again
+    /// (after an `Unavailable` error, say) sends the same write again, as
+    /// Deno's `commit()` does; an error met while building it is returned
+    /// by every commit. The returned future owns what it sends, so it may
+    /// outlive the operation.
+    ///
     /// # Errors
     /// Argument and limit errors (nothing is sent), `TypeMismatch` from
     /// `sum`/`min`/`max` (nothing is written), and backend errors.
-    pub async fn commit(&mut self) -> Result<CommitOutcome> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
+    pub fn commit(&self) -> impl Future<Output = Result<CommitOutcome>> + Send + 'static {
+        let write = self.prepared().map(|()| self.write.clone());
+        let backend = self.kv.backend.clone();
+        async move { backend.atomic_write(write?).await }
+    }
+
+    /// [`commit`](Self::commit) without copying the write, for the one-shot
+    /// writes of [`Kv`].
+    async fn commit_once(self) -> Result<CommitOutcome> {
+        self.prepared()?;
+        self.kv.backend.atomic_write(self.write).await
+    }
+
+    /// The error that stops this operation from being sent, if any.
+    fn prepared(&self) -> Result<()> {
+        match &self.error {
+            Some(e) => Err(e.duplicate()),
+            None => limits::check_write(&self.write),
         }
-        limits::check_write(&self.write)?;
-        let write = std::mem::take(&mut self.write);
-        self.kv.backend.atomic_write(write).await
     }
 }
 
@@ -567,6 +585,9 @@ pub struct ListIterator {
     last_cursor: OnceLock<String>,
     done: bool,
     failed: bool,
+    /// Done because `limit` entries were yielded: the cursor stays at the
+    /// last one (more may follow), as in Deno.
+    at_limit: bool,
 }
 
 impl std::fmt::Debug for ListIterator {
@@ -597,6 +618,7 @@ impl ListIterator {
             last_cursor: OnceLock::new(),
             done: false,
             failed: false,
+            at_limit: false,
         };
         if let Err(e) = it.init(selector, &options) {
             it.error = Some(e);
@@ -637,9 +659,11 @@ impl ListIterator {
 
     /// The cursor after the last entry yielded: pass it as
     /// [`ListOptions::cursor`] to resume. `None` before the first entry
-    /// (unless a cursor was given), `""` once the listing is exhausted.
+    /// (unless a cursor was given), `""` once the listing is exhausted. A
+    /// listing that stopped at its `limit` is not exhausted: its cursor is
+    /// the last entry's, the next page's start.
     pub fn cursor(&self) -> Option<&str> {
-        if self.done && !self.failed {
+        if self.done && !self.failed && !self.at_limit {
             return Some("");
         }
         match (&self.last_key, &self.bounds) {
@@ -701,6 +725,7 @@ impl Stream for ListIterator {
             }
             if this.remaining == Some(0) {
                 this.done = true;
+                this.at_limit = true;
                 continue;
             }
             if let Some(raw) = this.buffer.next() {
