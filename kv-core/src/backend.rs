@@ -145,9 +145,13 @@ pub struct Enqueue {
     pub deadline_ms: u64,
     /// Encoded keys that receive the payload if delivery finally fails.
     pub keys_if_undelivered: Vec<Vec<u8>>,
-    /// Retry delays in ms; `None` means the default schedule.
+    /// Retry delays in ms; `None` means [`DEFAULT_BACKOFF_SCHEDULE`],
+    /// `Some(vec![])` no retry.
     pub backoff_schedule: Option<Vec<u32>>,
 }
+
+/// The retry delays, in ms, of a message that names none (Deno's default).
+pub const DEFAULT_BACKOFF_SCHEDULE: [u32; 5] = [100, 1000, 5000, 30000, 60000];
 
 /// One atomic commit: all checks hold and every mutation applies, or nothing
 /// changes.

@@ -43,8 +43,7 @@ mod listener;
 
 pub use listener::{Delivery, HandlerError, Queue, QueueStats};
 
-/// The retry delays used when a message names none (Deno's default).
-pub const DEFAULT_BACKOFF_SCHEDULE: [u32; 5] = [100, 1000, 5000, 30000, 60000];
+pub use kv_core::backend::DEFAULT_BACKOFF_SCHEDULE;
 
 /// A [`Backend`] wrapper that stores the enqueues of every commit as queue
 /// records in the same commit, and forwards everything else.

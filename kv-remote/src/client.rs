@@ -552,9 +552,15 @@ impl Backend for RemoteBackend {
         let keys = write.checks.iter().map(|c| &c.key);
         let keys = keys.chain(write.mutations.iter().map(|m| &m.key));
         let mut keys = keys.chain(write.enqueues.iter().flat_map(|e| &e.keys_if_undelivered));
-        let system = keys.any(|k| is_system_key(k));
+        // "No retry" (an empty schedule) cannot be said on the standard
+        // endpoint, where an empty list means the default schedule.
+        let no_retry = || {
+            let schedules = write.enqueues.iter().map(|e| e.backoff_schedule.as_ref());
+            schedules.flatten().any(Vec::is_empty)
+        };
+        let system = keys.any(|k| is_system_key(k)) || no_retry();
         let call = Call::new(Method::AtomicWrite, system);
-        let body = convert::write_to_proto(write).encode_to_vec();
+        let body = convert::write_to_proto(write, system).encode_to_vec();
         let out = self.inner.call(call, Consistency::Strong, body).await?;
         let out = proto::AtomicWriteOutput::decode(out).map_err(|e| {
             Error::InvalidValue(format!("KV Connect failed to decode response: {e}"))

@@ -4,8 +4,8 @@
 //! the data).
 
 use kv_core::backend::{
-    AtomicWrite, Check, CommitOutcome, Enqueue, Mutation, MutationKind, RawEntry, ReadRange,
-    SYSTEM_PREFIX,
+    AtomicWrite, Check, CommitOutcome, DEFAULT_BACKOFF_SCHEDULE, Enqueue, Mutation, MutationKind,
+    RawEntry, ReadRange, SYSTEM_PREFIX,
 };
 use kv_core::limits::{self, MAX_DELAY_MS};
 use kv_core::{Error, KvValue, Result, Versionstamp};
@@ -127,8 +127,11 @@ pub(crate) fn write_request(
             payload: e.payload,
             deadline_ms,
             keys_if_undelivered: e.keys_if_undelivered,
-            // An empty list means "none given", as on denokv.
-            backoff_schedule: (!e.backoff_schedule.is_empty()).then_some(e.backoff_schedule),
+            // On the standard endpoint an empty list means "none given", as
+            // on denokv; kv's clients send "no retry" to the extension
+            // endpoint, where they spell the default out.
+            backoff_schedule: (system || !e.backoff_schedule.is_empty())
+                .then_some(e.backoff_schedule),
         });
     }
     if system {
@@ -302,8 +305,10 @@ fn value_to_proto(v: KvValue) -> proto::KvValue {
     }
 }
 
-/// A commit request.
-pub(crate) fn write_to_proto(write: AtomicWrite) -> proto::AtomicWrite {
+/// A commit request. `extension`: for kv's `/x-kv/` endpoint, where an
+/// empty backoff schedule means no retry, so an absent one is sent as the
+/// default list; on the standard endpoints an empty list means the default.
+pub(crate) fn write_to_proto(write: AtomicWrite, extension: bool) -> proto::AtomicWrite {
     use proto::MutationType as T;
     let expire = |e: Option<u64>| e.map_or(0, |ms| i64::try_from(ms.max(1)).unwrap_or(i64::MAX));
     proto::AtomicWrite {
@@ -375,7 +380,11 @@ pub(crate) fn write_to_proto(write: AtomicWrite) -> proto::AtomicWrite {
                 payload: e.payload,
                 deadline_ms: i64::try_from(e.deadline_ms).unwrap_or(i64::MAX),
                 keys_if_undelivered: e.keys_if_undelivered,
-                backoff_schedule: e.backoff_schedule.unwrap_or_default(),
+                backoff_schedule: match e.backoff_schedule {
+                    Some(schedule) => schedule,
+                    None if extension => DEFAULT_BACKOFF_SCHEDULE.to_vec(),
+                    None => Vec::new(),
+                },
             })
             .collect(),
     }
