@@ -35,14 +35,14 @@ fn value(s: &Snapshot, i: usize) -> Option<KvValue> {
 
 async fn first_emission_is_current_state(cx: Cx) -> anyhow::Result<()> {
     cx.kv.set(key!["b"], b("B")).await?;
-    let mut w = Box::pin(cx.kv.watch(&[key!["a"], key!["b"]])?);
+    let mut w = cx.kv.watch(&[key!["a"], key!["b"]])?;
     let first = next(&mut w).await?;
     ensure!(first.len() == 2 && first[0].is_none() && value(&first, 1) == Some(b("B")));
     Ok(())
 }
 
 async fn set_emits_new_value(cx: Cx) -> anyhow::Result<()> {
-    let mut w = Box::pin(cx.kv.watch(&[key!["a"]])?);
+    let mut w = cx.kv.watch(&[key!["a"]])?;
     ensure!(next(&mut w).await?[0].is_none());
     let s = cx.kv.set(key!["a"], b("1")).await?;
     let snap = next(&mut w).await?;
@@ -53,7 +53,7 @@ async fn set_emits_new_value(cx: Cx) -> anyhow::Result<()> {
 
 async fn delete_emits_absent(cx: Cx) -> anyhow::Result<()> {
     cx.kv.set(key!["a"], b("1")).await?;
-    let mut w = Box::pin(cx.kv.watch(&[key!["a"]])?);
+    let mut w = cx.kv.watch(&[key!["a"]])?;
     ensure!(value(&next(&mut w).await?, 0) == Some(b("1")));
     cx.kv.delete(key!["a"]).await?;
     ensure!(next(&mut w).await?[0].is_none());
@@ -61,7 +61,7 @@ async fn delete_emits_absent(cx: Cx) -> anyhow::Result<()> {
 }
 
 async fn watches_several_keys(cx: Cx) -> anyhow::Result<()> {
-    let mut w = Box::pin(cx.kv.watch(&[key!["a"], key!["b"]])?);
+    let mut w = cx.kv.watch(&[key!["a"], key!["b"]])?;
     next(&mut w).await?;
     cx.kv.set(key!["b"], b("2")).await?;
     let snap = next(&mut w).await?;
@@ -73,7 +73,7 @@ async fn watches_several_keys(cx: Cx) -> anyhow::Result<()> {
 }
 
 async fn unrelated_writes_do_not_emit(cx: Cx) -> anyhow::Result<()> {
-    let mut w = Box::pin(cx.kv.watch(&[key!["a"]])?);
+    let mut w = cx.kv.watch(&[key!["a"]])?;
     next(&mut w).await?;
     cx.kv.set(key!["other"], b("x")).await?;
     cx.kv.delete(key!["a"]).await?; // absent before and after: no visible change
@@ -86,7 +86,7 @@ async fn unrelated_writes_do_not_emit(cx: Cx) -> anyhow::Result<()> {
 
 async fn watch_from_another_handle_sees_writes(cx: Cx) -> anyhow::Result<()> {
     let other = kv_core::Kv::from_arc(cx.backend.clone());
-    let mut w = Box::pin(other.watch(&[key!["a"]])?);
+    let mut w = other.watch(&[key!["a"]])?;
     next(&mut w).await?;
     cx.kv.set(key!["a"], b("from elsewhere")).await?;
     ensure!(value(&next(&mut w).await?, 0) == Some(b("from elsewhere")));
@@ -95,7 +95,7 @@ async fn watch_from_another_handle_sees_writes(cx: Cx) -> anyhow::Result<()> {
 
 async fn close_ends_the_stream(cx: Cx) -> anyhow::Result<()> {
     let fresh = cx.fresh().await?;
-    let mut w = Box::pin(fresh.kv.watch(&[key!["a"]])?);
+    let mut w = fresh.kv.watch(&[key!["a"]])?;
     next(&mut w).await?;
     fresh.backend.close().await;
     // The namespace wrapper does not own the database: close the database
@@ -110,7 +110,7 @@ async fn close_ends_the_stream(cx: Cx) -> anyhow::Result<()> {
 }
 
 async fn rapid_writes_end_on_latest_state(cx: Cx) -> anyhow::Result<()> {
-    let mut w = Box::pin(cx.kv.watch(&[key!["n"]])?);
+    let mut w = cx.kv.watch(&[key!["n"]])?;
     next(&mut w).await?;
     for i in 1..=50u64 {
         cx.kv.set(key!["n"], KvValue::U64(i)).await?;

@@ -220,13 +220,15 @@ impl Kv {
     /// Watches up to 10 keys. The stream yields the current state of every
     /// key at once, then again whenever any of their versionstamps changes
     /// (intermediate states may be skipped). It ends when the database closes.
+    /// The stream is `Unpin`: call `.next()` on it directly.
     ///
     /// # Errors
     /// `LimitExceeded` for more than 10 keys or an oversized key.
     pub fn watch(
         &self,
         keys: &[Key],
-    ) -> Result<impl Stream<Item = Result<Vec<Option<KvEntry>>>> + Send + 'static + use<>> {
+    ) -> Result<impl Stream<Item = Result<Vec<Option<KvEntry>>>> + Send + Unpin + 'static + use<>>
+    {
         let encoded: Vec<Vec<u8>> = keys.iter().map(Key::encode).collect::<Result<_>>()?;
         limits::check_watch(&encoded)?;
         let keys = keys.to_vec();

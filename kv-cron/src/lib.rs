@@ -60,8 +60,9 @@ pub use schedule::{Field, Schedule, ScheduleObject};
 
 /// Deno's default retry delays for a failed run.
 pub const DEFAULT_BACKOFF_SCHEDULE: [u64; 5] = [100, 1000, 5000, 30000, 60000];
-/// Most jobs one scheduler accepts beyond which registration fails (Deno
-/// allows 101 and refuses the 102nd).
+/// Registration fails once a scheduler holds more than this many jobs: the
+/// 101st is still accepted and the 102nd refused, exactly as Deno does
+/// (it checks the count before adding).
 pub const MAX_CRONS: usize = 100;
 
 /// Prefix of the job state keys (the rest is the job name).

@@ -28,7 +28,7 @@
 use std::sync::Arc;
 
 pub use kv_core::*;
-pub use kv_queue::{Delivery, Queue, QueueStats};
+pub use kv_queue::{Delivery, HandlerError, Queue, QueueBackend, QueueStats};
 /// Values shared with Deno programs: the V8 structured-clone codec, the
 /// dynamic `JsValue`, the serde mapping (`to_value`, `from_value`) and the
 /// `KvSerdeExt` extension trait (feature `v8`, on by default).

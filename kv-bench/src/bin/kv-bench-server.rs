@@ -343,7 +343,7 @@ async fn main() -> anyhow::Result<()> {
     // Watch notification latency: a second connection watches, the first writes.
     if args.wants("watch_notify") {
         let watcher = client(&args).await?;
-        let mut stream = Box::pin(watcher.watch(&[key!["watched"]])?);
+        let mut stream = watcher.watch(&[key!["watched"]])?;
         stream.next().await.context("watch ended")??;
         let cpu = Cpu::now(args.server_pid);
         let mut lat = Vec::new();

@@ -55,7 +55,7 @@ pub async fn expired_keys_are_hidden_then_swept(b: &'static dyn FileBackend) -> 
     );
     let kv = db.kv_with_clock(clock.clone())?;
 
-    let mut watch = Box::pin(kv.watch(&[key!["tmp", 1]])?);
+    let mut watch = kv.watch(&[key!["tmp", 1]])?;
     let first = watch.next().await.context("first snapshot")??;
     ensure!(
         first[0].as_ref().map(|e| e.versionstamp) == Some(stamp),

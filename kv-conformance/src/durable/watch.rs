@@ -19,7 +19,7 @@ pub async fn watch_sees_own_commits_and_ends_on_close(
 ) -> anyhow::Result<()> {
     let db = TempDb::new(b)?;
     let kv = db.kv()?;
-    let mut watch = Box::pin(kv.watch(&[key!["a"], key!["b"]])?);
+    let mut watch = kv.watch(&[key!["a"], key!["b"]])?;
     let first = watch.next().await.context("first snapshot")??;
     ensure!(first == vec![None, None], "{first:?}");
 
