@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use anyhow::ensure;
+use anyhow::{Context, ensure};
+use futures::StreamExt;
 use kv_core::{CommitOutcome, Key, ListOptions, Selector, SetOptions, key};
 
 use crate::Cx;
@@ -16,6 +17,7 @@ declare_cases!("expiry":
     overwrite_with_new_expiry_resets_it,
     expiry_in_atomic_applies_to_all_keys,
     zero_expiry_expires_at_once,
+    a_watch_sees_its_key_expire,
 );
 
 fn expiring(ms: u64) -> SetOptions {
@@ -106,5 +108,26 @@ async fn zero_expiry_expires_at_once(cx: Cx) -> anyhow::Result<()> {
             .await?
             .is_empty()
     );
+    Ok(())
+}
+
+/// A watcher learns that its key expired without any other write: every
+/// backend deletes expired keys in the background and wakes their
+/// watchers (within milliseconds on the embedded backends; etcd's lease
+/// ends up to 11 s after the expiry).
+async fn a_watch_sees_its_key_expire(cx: Cx) -> anyhow::Result<()> {
+    let stamp = cx.kv.set_with(key!["w"], b("x"), expiring(500)).await?;
+    let mut watch = cx.kv.watch(&[key!["w"]])?;
+    let first = watch.next().await.context("watch ended")??;
+    ensure!(
+        first[0].as_ref().map(|e| e.versionstamp) == Some(stamp),
+        "{first:?}"
+    );
+    cx.advance(1000).await;
+    let next = tokio::time::timeout(Duration::from_secs(20), watch.next())
+        .await
+        .context("no snapshot within 20 s of the expiry")?
+        .context("watch ended")??;
+    ensure!(next[0].is_none(), "expired key still reported: {next:?}");
     Ok(())
 }

@@ -29,6 +29,8 @@ struct State {
     expiries: BTreeSet<(u64, Vec<u8>)>,
     counter: u64,
     closed: bool,
+    /// A thread is sweeping expired keys (it ends when none is left).
+    sweeping: bool,
 }
 
 impl State {
@@ -52,7 +54,9 @@ impl State {
         self.map.insert(key, stored);
     }
 
-    fn sweep(&mut self, now: u64) {
+    /// Deletes the keys that have expired by `now` and returns them.
+    fn sweep(&mut self, now: u64) -> Vec<Vec<u8>> {
+        let mut swept = Vec::new();
         while let Some((e, _)) = self.expiries.first() {
             if *e > now {
                 break;
@@ -61,9 +65,14 @@ impl State {
                 break;
             };
             self.map.remove(&key);
+            swept.push(key);
         }
+        swept
     }
 }
+
+/// How often the expiry sweeper of a [`MemoryBackend`] looks at the clock.
+const SWEEP_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// A [`Backend`] that keeps everything in memory. It has the same semantics
 /// as the durable backends (it is the model they are compared with), but
@@ -95,6 +104,44 @@ impl MemoryBackend {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// Starts the thread that deletes keys as they expire and wakes their
+    /// watchers, as the file backends' sweepers do. It looks at the clock
+    /// every [`SWEEP_POLL`] (a manual clock moves without notice) while any
+    /// key will expire, then ends. `false` if no thread could be started:
+    /// commits still sweep.
+    fn start_sweeper(&self) -> bool {
+        let state = Arc::downgrade(&self.state);
+        let hub = self.hub.clone();
+        let clock = self.clock.clone();
+        let sweeper = move || {
+            loop {
+                std::thread::sleep(SWEEP_POLL);
+                let Some(state) = state.upgrade() else { return };
+                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                let swept = if s.closed {
+                    Vec::new()
+                } else {
+                    s.sweep(clock.now_ms())
+                };
+                let done = s.closed || s.expiries.is_empty();
+                if done {
+                    s.sweeping = false;
+                }
+                drop(s);
+                if !swept.is_empty() {
+                    hub.notify(swept.iter().map(Vec::as_slice));
+                }
+                if done {
+                    return;
+                }
+            }
+        };
+        std::thread::Builder::new()
+            .name("kv-memory-expiry".into())
+            .spawn(sweeper)
+            .is_ok()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -195,16 +242,20 @@ impl Backend for MemoryBackend {
             overlay.insert(key, next);
         }
         state.counter += 1;
-        state.sweep(now);
+        let swept = state.sweep(now);
         for (key, stored) in overlay {
             match stored {
                 Some(s) => state.insert(key, s),
                 None => state.remove(&key),
             }
         }
+        if !state.sweeping && !state.expiries.is_empty() {
+            state.sweeping = self.start_sweeper();
+        }
         drop(state);
+        let written = write.mutations.iter().map(|m| m.key.as_slice());
         self.hub
-            .notify(write.mutations.iter().map(|m| m.key.as_slice()));
+            .notify(written.chain(swept.iter().map(Vec::as_slice)));
         Ok(CommitOutcome::Committed { versionstamp })
     }
 
