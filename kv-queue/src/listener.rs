@@ -208,6 +208,11 @@ impl Queue {
         let mut failures = 0u32;
         let mut recovery_failures = 0u32;
         loop {
+            // Once shutdown is asked for, no new message is claimed (a
+            // handler may ask for it: `kv listen --count`).
+            if futures::poll!(&mut shutdown).is_ready() {
+                break;
+            }
             // After a failed step the next round comes soon in real time:
             // the listener's clock may be a manual one that does not move.
             let mut retry_in: Option<Duration> = None;

@@ -71,8 +71,9 @@ struct Listen {
     /// from `DENO_KV_ACCESS_TOKEN`).
     #[arg(long)]
     backend: Option<String>,
-    /// Stop after this many messages.
-    #[arg(long)]
+    /// Stop after this many messages (handled one at a time; the rest stay
+    /// queued).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
     /// Stop after this many seconds without a message.
     #[arg(long)]
@@ -88,7 +89,11 @@ async fn listen(args: Listen, sqlite_path: Option<PathBuf>) -> anyhow::Result<()
         sqlite_path.as_deref(),
     );
     let backend = kv::open_backend(&url).await?;
-    let queue = kv::Queue::new(backend.clone());
+    let mut queue = kv::Queue::new(backend.clone());
+    if args.count.is_some() {
+        // One at a time, so that no message beyond the count is claimed.
+        queue = queue.with_concurrency(1);
+    }
     let handled = Arc::new(AtomicU64::new(0));
     let last = Arc::new(AtomicU64::new(kv::SystemClock.now_ms()));
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);

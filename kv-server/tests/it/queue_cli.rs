@@ -43,3 +43,38 @@ async fn inspecting_a_queue_leaves_the_file_alone() -> anyhow::Result<()> {
     assert!(!missing.exists(), "kv queue created a file");
     Ok(())
 }
+
+/// `kv listen --count N` takes exactly N messages and leaves the rest
+/// queued (it once claimed a batch and acknowledged them all).
+#[tokio::test]
+async fn listen_with_a_count_takes_only_that_many() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("kv.sqlite3");
+    let path = file.to_str().expect("utf-8 path");
+    let db = kv::open(path).await?;
+    for n in 0..5u8 {
+        // V8 for the small integer n.
+        db.enqueue(vec![0xff, 0x0f, 0x49, n * 2], EnqueueOptions::default())
+            .await?;
+    }
+    db.close().await;
+
+    let listen = |count: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kv"))
+            .args(["listen", "--path", path, "--count", count])
+            .args(["--idle-timeout", "10"])
+            .output()
+    };
+    let out = listen("2")?;
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8(out.stdout)?;
+    assert_eq!(printed.lines().count(), 2, "{printed}");
+
+    let out = kv_queue(&file)?;
+    let left = String::from_utf8(out.stdout)?;
+    assert_eq!(left.lines().count(), 3, "three messages stay queued:\n{left}");
+
+    let out = listen("0")?;
+    assert!(!out.status.success(), "--count 0 would wait forever: {out:?}");
+    Ok(())
+}
