@@ -101,6 +101,8 @@ async fn listen(args: Listen, sqlite_path: Option<PathBuf>) -> anyhow::Result<()
     let (h, l) = (handled.clone(), last.clone());
     let handler = move |d: kv::Delivery| {
         let value = kv_v8::display_value(&kv::KvValue::V8(d.payload));
+        // `println!`, not `say`: if nobody reads the output any more, the
+        // handler panics, so the message is retried, not acknowledged.
         println!(
             "{}",
             serde_json::json!({"attempt": d.attempt, "value": value})
@@ -149,7 +151,6 @@ struct Queue {
     backend: Option<String>,
 }
 
-#[allow(clippy::print_stdout)]
 async fn queue(args: Queue, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
     let url = database_url(
         args.backend.as_deref(),
@@ -172,7 +173,7 @@ async fn queue(args: Queue, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> 
             "keys_if_undelivered": m.keys_if_undelivered.len(),
             "payload_bytes": m.payload.len(),
         });
-        println!("{line}");
+        say(line);
     }
     backend.close().await;
     Ok(())
@@ -275,7 +276,6 @@ fn die_of(signal: i32) {
 fn die_of(_signal: i32) {}
 
 /// Serves until SIGINT or SIGTERM; returns the signal that stopped it.
-#[allow(clippy::print_stdout)]
 async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<Option<i32>> {
     let mut tokens = args.access_tokens.clone();
     tokens.retain(|t| !t.is_empty());
@@ -322,14 +322,17 @@ async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<Opti
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let mode = if args.read_only { " (read only)" } else { "" };
-    println!("kv {} serving {url}{mode}", env!("CARGO_PKG_VERSION"));
-    println!("listening on {scheme}://{addr}");
+    say(format_args!(
+        "kv {} serving {url}{mode}",
+        env!("CARGO_PKG_VERSION")
+    ));
+    say(format_args!("listening on {scheme}://{addr}"));
     if generated {
-        println!("access token: {}", tokens[0]);
+        say(format_args!("access token: {}", tokens[0]));
     }
-    println!(
+    say(format_args!(
         "connect from Deno: DENO_KV_ACCESS_TOKEN=<token> deno run -A --unstable-kv app.ts  # Deno.openKv(\"{scheme}://{addr}\")"
-    );
+    ));
     tracing::info!(backend = %url, read_only = args.read_only, "serving");
     // denokv's wording, last on its line: scripts and tests written for
     // denokv wait for it on stderr and parse the address after it.
@@ -346,13 +349,37 @@ async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<Opti
     Ok(received.get().copied())
 }
 
+/// A line on standard output, dropped if nobody reads it any more: whoever
+/// started the server may have closed the pipe, which must not panic
+/// (`println!` does) and so turn a clean stop into exit status 101.
+fn say(line: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// Standard error for the logs, dropping what it cannot write: tracing
+/// reports a failed write with `eprintln!`, which panics when stderr is a
+/// closed pipe, so a log reader that went away would stop the server.
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
@@ -372,8 +399,7 @@ fn main() -> anyhow::Result<()> {
         tracing::info!("stopped");
         // Scripts that stop the server read this to know it shut down
         // cleanly (the exit status says only which signal stopped it).
-        // Whoever started the server may have closed the pipe: no panic.
-        let _ = writeln!(std::io::stdout(), "stopped");
+        say("stopped");
         die_of(signal);
     }
     Ok(())

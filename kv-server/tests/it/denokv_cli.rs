@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use anyhow::Context;
 use kv::{Error, Kv, KvValue, key};
 
 const TOKEN: &str = "1234abcd5678efgh";
@@ -180,5 +181,46 @@ fn read_only_refuses_a_missing_file_and_creates_none() -> anyhow::Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no database at"), "{stderr}");
     assert!(!file.exists(), "a read-only serve must not create the file");
+    Ok(())
+}
+
+/// Whoever started the server may stop reading its output: with stdout and
+/// stderr closed pipes it still serves, logs nothing it cannot write, and
+/// dies by SIGTERM after a clean stop (it panicked, exit status 101).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_output_pipes_do_not_stop_the_server() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("kv.sqlite3");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kv"));
+    command
+        .args(["serve", "--path", file.to_str().expect("utf-8 path")])
+        .args(["--addr", "127.0.0.1:0", "--access-token", TOKEN])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn()?;
+    let stderr = child.stderr.take().expect("piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().context("kv exited before it listened")??;
+        if let Some((_, addr)) = line.split_once("Listening on http://") {
+            break addr.to_owned();
+        }
+    };
+    drop(lines);
+    drop(child.stdout.take());
+    // Requests and their debug logs, with nobody reading.
+    let kv = connect(&format!("http://{addr}")).await?;
+    for n in 0..20u64 {
+        kv.set(key!["n", n], KvValue::U64(n)).await?;
+    }
+    assert_eq!(
+        kv.get(key!["n", 19]).await?.map(|e| e.value),
+        Some(KvValue::U64(19))
+    );
+    kv.close().await;
+    Command::new("kill").arg(child.id().to_string()).status()?;
+    let status = child.wait()?;
+    assert_eq!(status.signal(), Some(SIGTERM), "kv exited with {status}");
     Ok(())
 }

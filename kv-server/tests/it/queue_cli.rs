@@ -72,9 +72,16 @@ async fn listen_with_a_count_takes_only_that_many() -> anyhow::Result<()> {
 
     let out = kv_queue(&file)?;
     let left = String::from_utf8(out.stdout)?;
-    assert_eq!(left.lines().count(), 3, "three messages stay queued:\n{left}");
+    assert_eq!(
+        left.lines().count(),
+        3,
+        "three messages stay queued:\n{left}"
+    );
 
     let out = listen("0")?;
-    assert!(!out.status.success(), "--count 0 would wait forever: {out:?}");
+    assert!(
+        !out.status.success(),
+        "--count 0 would wait forever: {out:?}"
+    );
     Ok(())
 }
