@@ -94,11 +94,30 @@ impl ServerConfig {
         let bad = |e: &dyn std::fmt::Display| {
             std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
         };
+        // Name the file in every error: "no such file" alone does not say
+        // which of the two.
+        let in_file = |path: &std::path::Path, what: &str, e: &dyn std::fmt::Display| {
+            bad(&format!("{}: {what}: {e}", path.display()))
+        };
         let certs = CertificateDer::pem_file_iter(cert)
-            .map_err(|e| bad(&e))?
+            .map_err(|e| in_file(cert, "cannot read certificates", &e))?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(&e))?;
-        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(&e))?;
+            .map_err(|e| in_file(cert, "cannot read certificates", &e))?;
+        if certs.is_empty() {
+            return Err(in_file(
+                cert,
+                "no certificate",
+                &"no CERTIFICATE block in the PEM file",
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => in_file(
+                key,
+                "no private key",
+                &"no PRIVATE KEY block in the PEM file",
+            ),
+            e => in_file(key, "cannot read a private key", &e),
+        })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

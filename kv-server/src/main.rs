@@ -69,7 +69,7 @@ struct Listen {
     path: Option<PathBuf>,
     /// Any `kv::open` URL instead of `--path`, e.g. a `kv serve` URL (token
     /// from `DENO_KV_ACCESS_TOKEN`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "path")]
     backend: Option<String>,
     /// Stop after this many messages (handled one at a time; the rest stay
     /// queued).
@@ -147,7 +147,7 @@ struct Queue {
     #[arg(long)]
     path: Option<PathBuf>,
     /// Any `kv::open` URL instead of `--path`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "path")]
     backend: Option<String>,
 }
 
@@ -185,13 +185,14 @@ struct Serve {
     #[arg(long)]
     path: Option<PathBuf>,
     /// Any `kv::open` URL instead of `--path` (e.g. `memory:`, `sqlite:FILE`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "path")]
     backend: Option<String>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:4512")]
     addr: SocketAddr,
-    /// Access token clients must present (repeat for several; at least 12
-    /// characters). Without one, a random token is generated and printed.
+    /// Access token clients must present (repeat it, or separate tokens
+    /// with commas, for several; at least 12 characters each). Without one,
+    /// a random token is generated and printed.
     #[arg(
         long = "access-token",
         env = "DENO_KV_ACCESS_TOKEN",
@@ -277,7 +278,12 @@ fn die_of(_signal: i32) {}
 
 /// Serves until SIGINT or SIGTERM; returns the signal that stopped it.
 async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<Option<i32>> {
-    let mut tokens = args.access_tokens.clone();
+    // "a, b" is two tokens: spaces around a comma are not part of a token.
+    let mut tokens: Vec<String> = args
+        .access_tokens
+        .iter()
+        .map(|t| t.trim().to_owned())
+        .collect();
     tokens.retain(|t| !t.is_empty());
     let generated = tokens.is_empty();
     if generated {
@@ -300,17 +306,12 @@ async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<Opti
              compatibility and have no effect: kv sizes its own connections and group commit"
         );
     }
-    // `open_backend` gives storage the queue layer: enqueues from clients
-    // (the Node and Python clients send them) are stored with their commit.
-    let backend = if args.read_only {
-        kv::open_backend_read_only(&url).await?
-    } else {
-        kv::open_backend(&url).await?
-    };
     let mut config = ServerConfig::new(tokens.clone());
     if let Some(id) = args.database_id {
         config = config.with_database_id(id);
     }
+    // TLS files and the address come before the database is opened, so a
+    // mistake in them creates no database file.
     let scheme = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             config = config.with_tls_pem(cert, key)?;
@@ -321,6 +322,13 @@ async fn serve(args: Serve, sqlite_path: Option<PathBuf>) -> anyhow::Result<Opti
     let (listener, addr) = kv_remote::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
+    // `open_backend` gives storage the queue layer: enqueues from clients
+    // (the Node and Python clients send them) are stored with their commit.
+    let backend = if args.read_only {
+        kv::open_backend_read_only(&url).await?
+    } else {
+        kv::open_backend(&url).await?
+    };
     let mode = if args.read_only { " (read only)" } else { "" };
     say(format_args!(
         "kv {} serving {url}{mode}",

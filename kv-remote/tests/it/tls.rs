@@ -48,3 +48,38 @@ async fn remote_backend_over_tls() {
         "{untrusted:?}"
     );
 }
+
+/// A wrong or missing TLS file gives an error that names the file and what
+/// it lacks (the bare errors were "No such file or directory", "no items
+/// found", or a handshake message at startup).
+#[test]
+fn tls_file_errors_name_the_file() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    let missing = dir.path().join("missing.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let error = |cert: &std::path::Path, key: &std::path::Path| {
+        kv_remote::ServerConfig::new(["tls-token-1234567"])
+            .with_tls_pem(cert, key)
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    let cases = [
+        (
+            &cert_path,
+            &missing,
+            "missing.pem: cannot read a private key",
+        ),
+        (&missing, &key_path, "missing.pem: cannot read certificates"),
+        (&key_path, &key_path, "key.pem: no certificate"),
+        (&cert_path, &cert_path, "cert.pem: no private key"),
+    ];
+    for (cert, key, want) in cases {
+        let got = error(cert, key);
+        assert!(got.contains(want), "{got:?} should say {want:?}");
+    }
+}

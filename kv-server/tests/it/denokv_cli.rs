@@ -224,3 +224,32 @@ async fn closed_output_pipes_do_not_stop_the_server() -> anyhow::Result<()> {
     assert_eq!(status.signal(), Some(SIGTERM), "kv exited with {status}");
     Ok(())
 }
+
+/// `--access-token "a, b"` is two tokens (the space after the comma was
+/// kept, so `b` could never log in); `--path` with `--backend` is refused
+/// rather than one of them silently ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_lists_are_trimmed_and_path_conflicts_with_backend() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("kv.sqlite3");
+    let path = file.to_str().expect("utf-8 path");
+    let second = "second-token-5678";
+    let tokens = format!("first-token-1234, {second}");
+    let server = start(&["serve", "--path", path, "--access-token", &tokens], &[])?;
+    let kv = Kv::new(
+        kv_remote::RemoteConfig::new(server.url.clone(), second)
+            .connect()
+            .await?,
+    );
+    kv.set(key!["in"], KvValue::U64(1)).await?;
+    kv.close().await;
+    stop(server)?;
+
+    let out = Command::new(env!("CARGO_BIN_EXE_kv"))
+        .args(["serve", "--path", path, "--backend", "memory:"])
+        .output()?;
+    assert!(!out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("cannot be used with"), "{said}");
+    Ok(())
+}
