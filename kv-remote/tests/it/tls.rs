@@ -61,13 +61,15 @@ fn tls_file_errors_name_the_file() {
     let missing = dir.path().join("missing.pem");
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let error = |cert: &std::path::Path, key: &std::path::Path| {
-        kv_remote::ServerConfig::new(["tls-token-1234567"])
-            .with_tls_pem(cert, key)
-            .err()
-            .expect("refused")
-            .to_string()
-    };
+    let error =
+        |cert: &std::path::Path, key: &std::path::Path| match kv_remote::ServerConfig::new([
+            "tls-token-1234567",
+        ])
+        .with_tls_pem(cert, key)
+        {
+            Ok(_) => panic!("{} and {} were accepted", cert.display(), key.display()),
+            Err(e) => e.to_string(),
+        };
     let cases = [
         (
             &cert_path,
