@@ -56,7 +56,15 @@ pub(crate) fn response(
     kind: &str,
     message: impl Into<String>,
 ) -> hyper::Response<axum::body::Body> {
-    let mut r = hyper::Response::new(axum::body::Body::new(Full::from(message.into())));
+    let message = message.into();
+    // An operator sees refused logins at the default level; other client
+    // mistakes only when asking for them (a busy server gets many).
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        tracing::info!(status = status.as_u16(), kind, %message, "refused a request");
+    } else if status.is_client_error() {
+        tracing::debug!(status = status.as_u16(), kind, %message, "refused a request");
+    }
+    let mut r = hyper::Response::new(axum::body::Body::new(Full::from(message)));
     *r.status_mut() = status;
     let headers = r.headers_mut();
     headers.insert(

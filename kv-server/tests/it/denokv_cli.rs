@@ -253,3 +253,41 @@ async fn token_lists_are_trimmed_and_path_conflicts_with_backend() -> anyhow::Re
     assert!(said.contains("cannot be used with"), "{said}");
     Ok(())
 }
+
+/// A refused login is logged at the default level, so an operator sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_logged() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("kv.sqlite3");
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kv"))
+        .args(["serve", "--path", file.to_str().expect("utf-8 path")])
+        .args(["--addr", "127.0.0.1:0", "--access-token", TOKEN])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let mut addr = None;
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(&log)?;
+        if let Some((_, rest)) = text.split_once("Listening on http://") {
+            addr = rest.lines().next().map(str::to_owned);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let addr = addr.context("kv did not listen")?;
+    let refused = kv_remote::RemoteConfig::new(format!("http://{addr}"), "not-the-token-0000")
+        .connect()
+        .await;
+    assert!(matches!(refused, Err(Error::PermissionDenied(_))));
+    Command::new("kill").arg(child.id().to_string()).status()?;
+    child.wait()?;
+    let text = std::fs::read_to_string(&log)?;
+    assert!(
+        text.lines()
+            .any(|l| l.contains("refused a request") && l.contains("401")),
+        "{text}"
+    );
+    Ok(())
+}
