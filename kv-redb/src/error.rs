@@ -18,8 +18,8 @@ pub enum RedbError {
     /// another process: redb locks its file exclusively.
     #[error(
         "the database file {} is already open (by this process or another); \
-         redb allows one open handle per file: close the other one, or share \
-         one RedbBackend (it is cheap to clone)",
+         redb allows one open handle per file: stop the other process using \
+         it (within one program, share one RedbBackend: it is cheap to clone)",
         path.display()
     )]
     AlreadyOpen {

@@ -191,6 +191,13 @@ impl SqliteConfig {
         if self.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             return Err(Error::InvalidArgument("Filename cannot be empty".into()));
         }
+        // SQLite's own error for this is "disk I/O error".
+        if let Some(dir) = self.path.as_ref().filter(|p| p.is_dir()) {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a directory, not a database file",
+                dir.display()
+            )));
+        }
         let storage = match (&self.path, self.read_only) {
             (None, true) => {
                 return Err(Error::InvalidArgument(

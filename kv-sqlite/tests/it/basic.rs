@@ -69,3 +69,16 @@ async fn enqueue_is_unsupported() -> TestResult {
 async fn mutations_see_each_other_in_order() -> TestResult {
     basic::mutations_see_each_other_in_order(&Sqlite).await
 }
+
+/// A directory is named as such (SQLite itself says "disk I/O error").
+#[test]
+fn a_directory_is_not_a_database() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    match SqliteBackend::open(dir.path()) {
+        Err(kv_core::Error::InvalidArgument(m)) => {
+            assert!(m.ends_with("is a directory, not a database file"), "{m}");
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a directory opened as a database"),
+    }
+}
