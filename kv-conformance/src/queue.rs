@@ -18,6 +18,7 @@ declare_cases!("queue":
     delayed_message_waits_for_its_time,
     failed_handler_is_retried_then_dead_lettered,
     panicking_handler_counts_as_failure,
+    handler_panicking_before_its_future_counts_as_failure,
     exhausted_message_without_dead_letter_keys_is_dropped,
     empty_backoff_schedule_means_no_retry,
     several_listeners_handle_each_message_once,
@@ -222,6 +223,17 @@ async fn failed_handler_is_retried_then_dead_lettered(cx: Cx) -> anyhow::Result<
 }
 
 async fn panicking_handler_counts_as_failure(cx: Cx) -> anyhow::Result<()> {
+    panicking_handler(cx, false).await
+}
+
+/// A handler that panics while making its future (not inside it) fails
+/// the attempt the same way; it used to end the task, so the message came
+/// back only when its lease ran out.
+async fn handler_panicking_before_its_future_counts_as_failure(cx: Cx) -> anyhow::Result<()> {
+    panicking_handler(cx, true).await
+}
+
+async fn panicking_handler(cx: Cx, before_future: bool) -> anyhow::Result<()> {
     let options = EnqueueOptions::default()
         .with_backoff_schedule(vec![Duration::from_millis(10)])
         .with_key_if_undelivered(key!["dead"]);
@@ -232,11 +244,9 @@ async fn panicking_handler_counts_as_failure(cx: Cx) -> anyhow::Result<()> {
     let task = tokio::spawn(async move {
         q.listen(
             move |d: Delivery| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(d.attempt);
-                    panic!("handler panics on purpose");
-                }
+                let _ = tx.send(d.attempt);
+                assert!(!before_future, "handler panics before its future");
+                async move { panic!("handler panics on purpose") }
             },
             async {
                 let _ = stopped.await;

@@ -208,11 +208,6 @@ impl Queue {
         let mut failures = 0u32;
         let mut recovery_failures = 0u32;
         loop {
-            // Once shutdown is asked for, no new message is claimed (a
-            // handler may ask for it: `kv listen --count`).
-            if futures::poll!(&mut shutdown).is_ready() {
-                break;
-            }
             // After a failed step the next round comes soon in real time:
             // the listener's clock may be a manual one that does not move.
             let mut retry_in: Option<Duration> = None;
@@ -231,6 +226,12 @@ impl Queue {
                         retry_in = Some(self.retry_after(recovery_failures));
                     }
                 }
+            }
+            // Once shutdown is asked for, no new message is claimed (a
+            // handler may ask for it: `kv listen --count`). Checked last
+            // thing before claiming: a handler may finish during recovery.
+            if futures::poll!(&mut shutdown).is_ready() {
+                break;
             }
             let claimed = match self.claim_ready(&permits, &handler, &mut running).await {
                 Ok(n) => {
@@ -389,7 +390,13 @@ impl Queue {
             attempt: message.attempts,
             id: id.clone(),
         };
-        let work = std::panic::AssertUnwindSafe(handler(delivery)).catch_unwind();
+        // A handler may panic before it returns its future, too: both count
+        // as a failed attempt.
+        let work =
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(delivery))) {
+                Ok(future) => std::panic::AssertUnwindSafe(future).catch_unwind().boxed(),
+                Err(panic) => futures::future::ready(Err(panic)).boxed(),
+            };
         let mut work = std::pin::pin!(work);
         let renew_every = self.lease.as_millis() as u64 / 3;
         let outcome = loop {

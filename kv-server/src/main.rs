@@ -80,7 +80,6 @@ struct Listen {
     idle_timeout: Option<u64>,
 }
 
-#[allow(clippy::print_stdout)]
 async fn listen(args: Listen, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicU64, Ordering};
     let url = database_url(
@@ -98,21 +97,25 @@ async fn listen(args: Listen, sqlite_path: Option<PathBuf>) -> anyhow::Result<()
     let last = Arc::new(AtomicU64::new(kv::SystemClock.now_ms()));
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
     let count = args.count;
-    let (h, l) = (handled.clone(), last.clone());
+    let unread = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (h, l, u) = (handled.clone(), last.clone(), unread.clone());
     let handler = move |d: kv::Delivery| {
         let value = kv_v8::display_value(&kv::KvValue::V8(d.payload));
-        // `println!`, not `say`: if nobody reads the output any more, the
-        // handler panics, so the message is retried, not acknowledged.
-        println!(
-            "{}",
-            serde_json::json!({"attempt": d.attempt, "value": value})
-        );
+        let line = serde_json::json!({"attempt": d.attempt, "value": value});
+        if writeln!(std::io::stdout(), "{line}").is_err() {
+            // Nobody reads the output any more: this message fails (it is
+            // retried, not acknowledged) and the listener stops.
+            u.store(true, Ordering::SeqCst);
+            let _ = done_tx.send(true);
+            let failed: Result<(), kv::HandlerError> = Err("standard output is closed".into());
+            return std::future::ready(failed);
+        }
         l.store(kv::SystemClock.now_ms(), Ordering::SeqCst);
         let n = h.fetch_add(1, Ordering::SeqCst) + 1;
         if count.is_some_and(|c| n >= c) {
             let _ = done_tx.send(true);
         }
-        async { Ok(()) }
+        std::future::ready(Ok(()))
     };
     let idle = args.idle_timeout;
     let stop = async move {
@@ -131,6 +134,10 @@ async fn listen(args: Listen, sqlite_path: Option<PathBuf>) -> anyhow::Result<()
     };
     queue.listen(handler, stop).await?;
     backend.close().await;
+    anyhow::ensure!(
+        !unread.load(Ordering::SeqCst),
+        "standard output was closed: stopped (the message being printed will be retried)"
+    );
     if let Some(c) = count {
         anyhow::ensure!(
             handled.load(Ordering::SeqCst) >= c,

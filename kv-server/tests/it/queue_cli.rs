@@ -85,3 +85,42 @@ async fn listen_with_a_count_takes_only_that_many() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `kv listen` whose output nobody reads any more stops with an error,
+/// fails the messages it could not print (to be retried) and acknowledges
+/// nothing: it used to panic in the handler and go on claiming messages.
+#[tokio::test]
+async fn listen_stops_when_its_output_is_closed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("kv.sqlite3");
+    let path = file.to_str().expect("utf-8 path");
+    let db = kv::open(path).await?;
+    for n in 0..3u8 {
+        db.enqueue(vec![0xff, 0x0f, 0x49, n * 2], EnqueueOptions::default())
+            .await?;
+    }
+    db.close().await;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kv"))
+        .args(["listen", "--path", path, "--idle-timeout", "10"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    drop(child.stdout.take());
+    let status = child.wait()?;
+    assert!(!status.success(), "{status}");
+
+    let out = kv_queue(&file)?;
+    let left = String::from_utf8(out.stdout)?;
+    assert_eq!(
+        left.lines().count(),
+        3,
+        "every message stays queued:\n{left}"
+    );
+    assert_eq!(
+        left.matches("\"attempts\":1").count(),
+        3,
+        "each unprinted message failed once, to be retried:\n{left}"
+    );
+    Ok(())
+}
