@@ -39,6 +39,7 @@ declare_cases!("list":
     empty_cursor_restarts,
     cursor_is_empty_after_exhaustion,
     cursor_after_the_limit_is_the_last_entry,
+    a_batch_of_large_values_comes_back_whole,
     list_hides_deleted_keys,
     list_returns_values_and_versionstamps,
     large_listing_spans_many_batches,
@@ -622,6 +623,44 @@ async fn cursor_after_the_limit_is_the_last_entry(cx: Cx) -> anyhow::Result<()> 
     let got: Vec<Key> = pages.concat();
     let want = keys(&cx, Selector::prefix(key!["a"]), ListOptions::default()).await?;
     ensure!(got == want, "pages {pages:?} against {want:?}");
+    Ok(())
+}
+
+/// A batch of 60 KB values: more than a backend copies on the caller's
+/// thread, so the embedded backends stop such a read and do it again on a
+/// thread of their own; the listing and a `getMany` must still be whole.
+async fn a_batch_of_large_values_comes_back_whole(cx: Cx) -> anyhow::Result<()> {
+    let value = |i: u64| KvValue::Bytes(vec![i as u8; 60_000]);
+    for chunk in 0..3u64 {
+        let mut op = cx.kv.atomic();
+        for i in chunk * 10..chunk * 10 + 10 {
+            op.set(key!["big", i], value(i));
+        }
+        op.commit().await?;
+    }
+    for reverse in [false, true] {
+        let got = cx
+            .kv
+            .list(
+                Selector::prefix(key!["big"]),
+                ListOptions::default().with_reverse(reverse),
+            )
+            .collect_all()
+            .await?;
+        ensure!(got.len() == 30, "{} of 30 entries", got.len());
+        for (n, e) in got.iter().enumerate() {
+            let i = if reverse { 29 - n as u64 } else { n as u64 };
+            ensure!(e.key == key!["big", i] && e.value == value(i), "entry {n}");
+        }
+    }
+    let keys: Vec<Key> = (0..10u64).map(|i| key!["big", i]).collect();
+    let many = cx.kv.get_many(&keys).await?;
+    ensure!(
+        many.iter()
+            .enumerate()
+            .all(|(i, e)| e.as_ref().is_some_and(|e| e.value == value(i as u64))),
+        "getMany of 10 large values"
+    );
     Ok(())
 }
 

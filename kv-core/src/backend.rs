@@ -37,6 +37,46 @@ pub struct ReadRange {
     pub reverse: bool,
 }
 
+/// The bytes of keys and values a read may still copy. Backends that run
+/// small reads on the caller's thread give those a budget: a read that
+/// turns out large stops and is done again on a thread of the backend's
+/// own, so the caller's executor never copies more than the budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadBudget {
+    left: usize,
+    exceeded: bool,
+}
+
+impl ReadBudget {
+    /// At most `bytes`.
+    pub fn new(bytes: usize) -> Self {
+        ReadBudget {
+            left: bytes,
+            exceeded: false,
+        }
+    }
+
+    /// No limit: [`spend`](Self::spend) always answers `true`.
+    pub fn unlimited() -> Self {
+        Self::new(usize::MAX)
+    }
+
+    /// Counts an entry of `bytes` just copied; `false` once the budget is
+    /// exceeded, when the read should stop.
+    pub fn spend(&mut self, bytes: usize) -> bool {
+        match self.left.checked_sub(bytes) {
+            Some(left) => self.left = left,
+            None => self.exceeded = true,
+        }
+        !self.exceeded
+    }
+
+    /// Whether the read stopped early: its result is incomplete.
+    pub fn exceeded(&self) -> bool {
+        self.exceeded
+    }
+}
+
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Consistency {
@@ -292,3 +332,21 @@ macro_rules! forward_backend {
 
 forward_backend!(Arc<T>);
 forward_backend!(Box<T>);
+
+#[cfg(test)]
+mod tests {
+    use super::ReadBudget;
+
+    #[test]
+    fn a_read_budget_is_exceeded_by_the_entry_that_overdraws_it() {
+        let mut budget = ReadBudget::new(100);
+        assert!(budget.spend(60));
+        assert!(budget.spend(40), "exactly the budget is within it");
+        assert!(!budget.exceeded());
+        assert!(!budget.spend(1));
+        assert!(budget.exceeded());
+        assert!(!budget.spend(0), "stays exceeded");
+        let mut unlimited = ReadBudget::unlimited();
+        assert!(unlimited.spend(usize::MAX / 2) && unlimited.spend(usize::MAX / 2));
+    }
+}

@@ -77,7 +77,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use crossbeam_channel::Sender;
 use futures::channel::oneshot;
-use kv_core::backend::{AtomicWrite, RawEntry, ReadRange, WatchStream};
+use kv_core::backend::{AtomicWrite, RawEntry, ReadBudget, ReadRange, WatchStream};
 use kv_core::watch::{WatchHub, watch_keys};
 use kv_core::workers::Workers;
 use kv_core::{Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock};
@@ -92,11 +92,13 @@ const READERS: usize = 2;
 
 /// The most entries a read may ask for (summed over its ranges) and still
 /// run on the caller's thread: Deno's default list batch, so a listing's
-/// batches skip the hand-off to a reader thread and back (for a Deno client
-/// listing 1000 keys through `kv serve`, 38% less server CPU). The bytes
-/// such a read copies, the executor copies again when it encodes the
-/// response, so the inline part at most doubles work that is already there.
+/// batches skip the hand-off to a reader thread and back.
 pub const INLINE_READ_ENTRIES: u32 = 100;
+
+/// The most bytes of keys and values a read on the caller's thread copies:
+/// one that finds more (large values) stops and is done again on a reader
+/// thread, so the caller's executor is never held for long.
+pub const INLINE_READ_BYTES: usize = 256 * 1024;
 
 /// The default for [`RedbConfig::with_max_batch`].
 const DEFAULT_MAX_BATCH: usize = 256;
@@ -260,7 +262,12 @@ impl Inner {
             Some(channels) => channels.db.clone(),
             None => return Some(Err(Error::Closed)),
         };
-        Some(store::read_ranges(&db, ranges, self.clock.now_ms()).map_err(Into::into))
+        let mut budget = ReadBudget::new(INLINE_READ_BYTES);
+        match store::read_ranges(&db, ranges, self.clock.now_ms(), &mut budget) {
+            // A large read copies a lot: that belongs on a reader thread.
+            Ok(_) if budget.exceeded() => None,
+            result => Some(result.map_err(Into::into)),
+        }
     }
 
     fn send_read(&self, request: ReadRequest) -> Result<()> {

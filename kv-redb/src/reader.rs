@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 use futures::channel::oneshot;
 use kv_core::Clock;
-use kv_core::backend::{RawEntry, ReadRange};
+use kv_core::backend::{RawEntry, ReadBudget, ReadRange};
 use redb::Database;
 
 use crate::store;
@@ -25,7 +25,8 @@ pub(crate) fn run(db: Arc<Database>, rx: Receiver<ReadRequest>, clock: Arc<dyn C
         if request.reply.is_canceled() {
             continue;
         }
-        let result = store::read_ranges(&db, &request.ranges, clock.now_ms());
+        let mut budget = ReadBudget::unlimited();
+        let result = store::read_ranges(&db, &request.ranges, clock.now_ms(), &mut budget);
         let _ = request.reply.send(result.map_err(Into::into));
     }
 }

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use kv_core::backend::{RawEntry, ReadRange};
+use kv_core::backend::{RawEntry, ReadBudget, ReadRange};
 use kv_core::{KvValue, Versionstamp};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
@@ -201,16 +201,22 @@ pub(crate) fn read_ranges(
     db: &Database,
     ranges: &[ReadRange],
     now: u64,
+    budget: &mut ReadBudget,
 ) -> Result<Vec<Vec<RawEntry>>, RedbError> {
     let txn = db.begin_read()?;
     let table = txn.open_table(KV)?;
-    ranges.iter().map(|r| read_range(&table, r, now)).collect()
+    ranges
+        .iter()
+        .map(|r| read_range(&table, r, now, budget))
+        .collect()
 }
 
+/// One range; stops early once `budget` is exceeded.
 fn read_range(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     r: &ReadRange,
     now: u64,
+    budget: &mut ReadBudget,
 ) -> Result<Vec<RawEntry>, RedbError> {
     if r.start >= r.end || r.limit == 0 {
         return Ok(Vec::new());
@@ -223,6 +229,7 @@ fn read_range(
         if !record.is_live(now) {
             return Ok(Vec::new());
         }
+        budget.spend(key.len() + guard.value().len());
         return Ok(vec![RawEntry {
             key: key.to_vec(),
             value: record.value,
@@ -242,6 +249,9 @@ fn read_range(
                 value: record.value,
                 versionstamp: record.versionstamp,
             });
+            if !budget.spend(k.value().len() + v.value().len()) {
+                return Ok(false);
+            }
         }
         Ok(out.len() < limit)
     };

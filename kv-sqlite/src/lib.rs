@@ -70,7 +70,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use crossbeam_channel::Sender;
 use futures::channel::oneshot;
-use kv_core::backend::{AtomicWrite, RawEntry, ReadRange, WatchStream};
+use kv_core::backend::{AtomicWrite, RawEntry, ReadBudget, ReadRange, WatchStream};
 use kv_core::watch::{WatchHub, watch_keys};
 use kv_core::workers::Workers;
 use kv_core::{Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock};
@@ -89,10 +89,13 @@ const INLINE_READERS: usize = 2;
 /// The most entries a read may ask for (summed over its ranges) and still
 /// run on the caller's thread: Deno's default list batch, so a listing's
 /// batches skip the hand-off to a reader thread and back (for a Deno client
-/// listing 1000 keys through `kv serve`, 38% less server CPU). The bytes
-/// such a read copies, the executor copies again when it encodes the
-/// response, so the inline part at most doubles work that is already there.
+/// listing 1000 keys through `kv serve`, 38% less server CPU).
 pub const INLINE_READ_ENTRIES: u32 = 100;
+
+/// The most bytes of keys and values a read on the caller's thread copies:
+/// one that finds more (large values) stops and is done again on a reader
+/// thread, so the caller's executor is never held for long.
+pub const INLINE_READ_BYTES: usize = 256 * 1024;
 
 /// The default for [`SqliteConfig::with_max_batch`].
 const DEFAULT_MAX_BATCH: usize = 256;
@@ -219,14 +222,16 @@ impl SqliteConfig {
             (None, _) => (schema::open_writer(None, self.busy_timeout)?, None),
         };
         let (notifier, rounds) = checkpoint::channel();
-        let open_readers = |n: usize| match &self.path {
+        let open_readers = |n: usize, busy_timeout: Duration| match &self.path {
             Some(path) => (0..n)
-                .map(|_| schema::open_reader(path, self.busy_timeout, self.read_only))
+                .map(|_| schema::open_reader(path, busy_timeout, self.read_only))
                 .collect::<Result<Vec<_>, _>>(),
             None => Ok(Vec::new()),
         };
-        let reader_conns = open_readers(READERS)?;
-        let inline = open_readers(INLINE_READERS)?
+        let reader_conns = open_readers(READERS, self.busy_timeout)?;
+        // An inline read never waits for a lock: a busy file sends it to
+        // the reader threads, which wait there, not on the caller's executor.
+        let inline = open_readers(INLINE_READERS, Duration::ZERO)?
             .into_iter()
             .map(Mutex::new)
             .collect();
@@ -322,10 +327,13 @@ impl Inner {
         if self.channels.read().map_or(true, |c| c.is_none()) {
             return Some(Err(Error::Closed));
         }
-        match store::read_ranges(&conn, ranges, self.clock.now_ms()) {
-            // A locked file is retried with pauses: that belongs on a reader
-            // thread, not on the caller's executor.
+        let mut budget = ReadBudget::new(INLINE_READ_BYTES);
+        match store::read_ranges(&conn, ranges, self.clock.now_ms(), &mut budget) {
+            // A locked file is retried with pauses, a large read copies a
+            // lot: both belong on a reader thread, not on the caller's
+            // executor.
             Err(e) if e.is_busy() => None,
+            Ok(_) if budget.exceeded() => None,
             result => Some(result.map_err(Into::into)),
         }
     }

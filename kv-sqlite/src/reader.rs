@@ -8,7 +8,7 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use futures::channel::oneshot;
 use kv_core::Clock;
-use kv_core::backend::{RawEntry, ReadRange};
+use kv_core::backend::{RawEntry, ReadBudget, ReadRange};
 use rusqlite::Connection;
 
 use crate::error::SqliteError;
@@ -44,7 +44,7 @@ pub(crate) fn read_with_retry(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match store::read_ranges(conn, ranges, now) {
+        match store::read_ranges(conn, ranges, now, &mut ReadBudget::unlimited()) {
             Err(e) if e.is_busy() && attempt < BUSY_ATTEMPTS => {
                 std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
             }

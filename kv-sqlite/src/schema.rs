@@ -254,7 +254,8 @@ mod tests {
                 limit,
                 reverse: false,
             };
-            crate::store::read_ranges(&conn, &[range], now).unwrap();
+            let mut budget = kv_core::backend::ReadBudget::unlimited();
+            crate::store::read_ranges(&conn, &[range], now, &mut budget).unwrap();
         }
         let stmt = conn.prepare_cached(crate::store::RANGE_SCAN).unwrap();
         assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);

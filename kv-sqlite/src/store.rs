@@ -4,7 +4,7 @@
 //! `now`; expired rows stay on disk until the sweep deletes them but are
 //! never returned and count as absent for checks and mutations.
 
-use kv_core::backend::{RawEntry, ReadRange};
+use kv_core::backend::{RawEntry, ReadBudget, ReadRange};
 use kv_core::{KvValue, Versionstamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -63,17 +63,25 @@ fn point_key(r: &ReadRange) -> Option<&[u8]> {
 }
 
 /// Reads `ranges` in one snapshot: one read transaction when there are
-/// several, a single statement already is one.
+/// several, a single statement already is one. Stops early once `budget`
+/// is exceeded (the caller then discards the result).
 pub(crate) fn read_ranges(
     conn: &Connection,
     ranges: &[ReadRange],
     now: u64,
+    budget: &mut ReadBudget,
 ) -> Result<Vec<Vec<RawEntry>>, SqliteError> {
     if ranges.len() <= 1 {
-        return ranges.iter().map(|r| read_range(conn, r, now)).collect();
+        return ranges
+            .iter()
+            .map(|r| read_range(conn, r, now, budget))
+            .collect();
     }
     conn.prepare_cached("begin deferred")?.execute([])?;
-    let out: Result<Vec<_>, _> = ranges.iter().map(|r| read_range(conn, r, now)).collect();
+    let out: Result<Vec<_>, _> = ranges
+        .iter()
+        .map(|r| read_range(conn, r, now, budget))
+        .collect();
     // Ending a read-only transaction cannot lose anything; the read result
     // matters more than an error from ending it.
     let end = if out.is_ok() { "commit" } else { "rollback" };
@@ -83,7 +91,12 @@ pub(crate) fn read_ranges(
     Ok(out)
 }
 
-fn read_range(conn: &Connection, r: &ReadRange, now: u64) -> Result<Vec<RawEntry>, SqliteError> {
+fn read_range(
+    conn: &Connection,
+    r: &ReadRange,
+    now: u64,
+    budget: &mut ReadBudget,
+) -> Result<Vec<RawEntry>, SqliteError> {
     if r.start >= r.end || r.limit == 0 {
         return Ok(Vec::new());
     }
@@ -100,11 +113,14 @@ fn read_range(conn: &Connection, r: &ReadRange, now: u64) -> Result<Vec<RawEntry
             .optional()?;
         return match row {
             None => Ok(Vec::new()),
-            Some((v, encoding, version)) => Ok(vec![RawEntry {
-                key: key.to_vec(),
-                value: value(v, encoding)?,
-                versionstamp: versionstamp(version),
-            }]),
+            Some((v, encoding, version)) => {
+                budget.spend(key.len() + v.len());
+                Ok(vec![RawEntry {
+                    key: key.to_vec(),
+                    value: value(v, encoding)?,
+                    versionstamp: versionstamp(version),
+                }])
+            }
         };
     }
     let sql = if r.reverse {
@@ -116,11 +132,17 @@ fn read_range(conn: &Connection, r: &ReadRange, now: u64) -> Result<Vec<RawEntry
     let mut rows = stmt.query(params![r.start, r.end, ms(now), i64::from(r.limit)])?;
     let mut out = Vec::with_capacity((r.limit as usize).min(1024));
     while let Some(row) = rows.next()? {
+        let key: Vec<u8> = row.get(0)?;
+        let data: Vec<u8> = row.get(1)?;
+        let copied = key.len() + data.len();
         out.push(RawEntry {
-            key: row.get(0)?,
-            value: value(row.get(1)?, row.get(2)?)?,
+            key,
+            value: value(data, row.get(2)?)?,
             versionstamp: versionstamp(row.get(3)?),
         });
+        if !budget.spend(copied) {
+            break;
+        }
     }
     Ok(out)
 }
