@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
@@ -71,8 +72,12 @@ impl State {
     }
 }
 
-/// How often the expiry sweeper of a [`MemoryBackend`] looks at the clock.
-const SWEEP_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+/// How often the expiry sweeper of a [`MemoryBackend`] looks at a manual
+/// clock, and its shortest sleep.
+const SWEEP_POLL: Duration = Duration::from_millis(10);
+
+/// The expiry sweeper's longest sleep on the system clock.
+const SWEEP_WAIT: Duration = Duration::from_secs(1);
 
 /// A [`Backend`] that keeps everything in memory. It has the same semantics
 /// as the durable backends (it is the model they are compared with), but
@@ -107,28 +112,36 @@ impl MemoryBackend {
     }
 
     /// Starts the thread that deletes keys as they expire and wakes their
-    /// watchers, as the file backends' sweepers do. It looks at the clock
-    /// every [`SWEEP_POLL`] (a manual clock moves without notice) while any
-    /// key will expire, then ends. `false` if no thread could be started:
-    /// commits still sweep.
+    /// watchers, as the file backends' sweepers do, while any key will
+    /// expire; it ends when none will, or when the database is closed or
+    /// dropped. It sleeps until the next expiry, at most [`SWEEP_WAIT`], so
+    /// a key given an earlier expiry meanwhile is seen within that; on a
+    /// manual clock (tests move it at will, and this thread has no executor
+    /// to await its sleeps) it looks every [`SWEEP_POLL`]. `false` if no
+    /// thread could be started: commits still sweep.
     fn start_sweeper(&self) -> bool {
         let state = Arc::downgrade(&self.state);
         let hub = self.hub.clone();
         let clock = self.clock.clone();
+        let mut wait = SWEEP_POLL;
         let sweeper = move || {
             loop {
-                std::thread::sleep(SWEEP_POLL);
+                std::thread::sleep(wait);
                 let Some(state) = state.upgrade() else { return };
                 let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-                let swept = if s.closed {
-                    Vec::new()
-                } else {
-                    s.sweep(clock.now_ms())
-                };
+                let now = clock.now_ms();
+                let swept = if s.closed { Vec::new() } else { s.sweep(now) };
                 let done = s.closed || s.expiries.is_empty();
                 if done {
                     s.sweeping = false;
                 }
+                let next = s.expiries.first().map(|(at, _)| *at);
+                wait = match (clock.as_manual(), next) {
+                    (None, Some(at)) => {
+                        Duration::from_millis(at.saturating_sub(now)).clamp(SWEEP_POLL, SWEEP_WAIT)
+                    }
+                    _ => SWEEP_POLL,
+                };
                 drop(s);
                 if !swept.is_empty() {
                     hub.notify(swept.iter().map(Vec::as_slice));
@@ -249,10 +262,12 @@ impl Backend for MemoryBackend {
                 None => state.remove(&key),
             }
         }
-        if !state.sweeping && !state.expiries.is_empty() {
-            state.sweeping = self.start_sweeper();
-        }
+        let start_sweeper = !state.sweeping && !state.expiries.is_empty();
+        state.sweeping |= start_sweeper;
         drop(state);
+        if start_sweeper && !self.start_sweeper() {
+            self.lock().sweeping = false;
+        }
         let written = write.mutations.iter().map(|m| m.key.as_slice());
         self.hub
             .notify(written.chain(swept.iter().map(Vec::as_slice)));
