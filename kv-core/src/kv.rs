@@ -463,8 +463,8 @@ pub struct EnqueueOptions {
     /// Delays between attempts (at most 5, each at most one hour); `None`
     /// means Deno's default `[100 ms, 1 s, 5 s, 30 s, 60 s]`, `Some(vec![])`
     /// means no retry. (Over KV Connect, "no retry" needs a kv server: the
-    /// protocol's own message cannot say it, and denokv or Deno Deploy
-    /// refuse such a commit rather than retry.)
+    /// protocol's own message cannot say it, so against denokv or Deno
+    /// Deploy such a commit fails with `Unsupported` rather than retry.)
     pub backoff_schedule: Option<Vec<Duration>>,
 }
 

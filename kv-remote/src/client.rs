@@ -137,6 +137,9 @@ struct Metadata {
     headers: reqwest::header::HeaderMap,
     fetched: Instant,
     expires: Option<Instant>,
+    /// The server is kv and stores enqueues without retries (an empty
+    /// backoff schedule on its extension endpoint).
+    no_retry: bool,
 }
 
 impl Metadata {
@@ -360,6 +363,7 @@ impl Inner {
 
     async fn parse_metadata(&self, r: reqwest::Response) -> Result<Metadata> {
         let status = r.status();
+        let no_retry = convert::announces(r.headers(), convert::NO_RETRY);
         let body = r.text().await.map_err(|e| unavailable(e.to_string()))?;
         if status != reqwest::StatusCode::OK {
             let text = format!(
@@ -420,6 +424,7 @@ impl Inner {
             headers,
             fetched: Instant::now(),
             expires,
+            no_retry,
         })
     }
 
@@ -553,12 +558,17 @@ impl Backend for RemoteBackend {
         let keys = keys.chain(write.mutations.iter().map(|m| &m.key));
         let mut keys = keys.chain(write.enqueues.iter().flat_map(|e| &e.keys_if_undelivered));
         // "No retry" (an empty schedule) cannot be said on the standard
-        // endpoint, where an empty list means the default schedule.
-        let no_retry = || {
-            let schedules = write.enqueues.iter().map(|e| e.backoff_schedule.as_ref());
-            schedules.flatten().any(Vec::is_empty)
-        };
-        let system = keys.any(|k| is_system_key(k)) || no_retry();
+        // endpoint, where an empty list means the default schedule; only a
+        // kv server that announces it takes it on the extension endpoint.
+        let schedules = write.enqueues.iter().map(|e| e.backoff_schedule.as_ref());
+        let no_retry = schedules.flatten().any(Vec::is_empty);
+        if no_retry && !self.inner.metadata(false).await?.no_retry {
+            return Err(Error::Unsupported {
+                backend: "remote".into(),
+                op: "a queue message without retries (an empty backoff schedule) on this server",
+            });
+        }
+        let system = keys.any(|k| is_system_key(k)) || no_retry;
         let call = Call::new(Method::AtomicWrite, system);
         let body = convert::write_to_proto(write, system).encode_to_vec();
         let out = self.inner.call(call, Consistency::Strong, body).await?;

@@ -305,6 +305,25 @@ fn value_to_proto(v: KvValue) -> proto::KvValue {
     }
 }
 
+/// Response header of the metadata exchange listing what kv's extension
+/// endpoints can do beyond the standard ones (comma-separated); standard
+/// clients ignore it.
+pub(crate) const EXTENSIONS_HEADER: &str = "x-kv-extensions";
+
+/// In [`EXTENSIONS_HEADER`]: an empty backoff schedule on the extension
+/// `atomic_write` means no retry.
+pub(crate) const NO_RETRY: &str = "no-retry";
+
+/// Whether a metadata response's headers announce `feature`.
+pub(crate) fn announces(headers: &reqwest::header::HeaderMap, feature: &str) -> bool {
+    headers
+        .get_all(EXTENSIONS_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|f| f.trim() == feature)
+}
+
 /// A commit request. `extension`: for kv's `/x-kv/` endpoint, where an
 /// empty backoff schedule means no retry, so an absent one is sent as the
 /// default list; on the standard endpoints an empty list means the default.
@@ -437,4 +456,24 @@ pub(crate) fn watch_from_proto(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    use super::{EXTENSIONS_HEADER, NO_RETRY, announces};
+
+    /// Only a server that lists the feature gets "no retry" enqueues: an
+    /// older kv server or denokv would read the empty schedule as the
+    /// default one and retry.
+    #[test]
+    fn features_are_read_from_the_extensions_header() {
+        let mut headers = HeaderMap::new();
+        assert!(!announces(&headers, NO_RETRY), "denokv sends no such header");
+        headers.insert(EXTENSIONS_HEADER, HeaderValue::from_static("other, no-retry"));
+        assert!(announces(&headers, NO_RETRY));
+        headers.insert(EXTENSIONS_HEADER, HeaderValue::from_static("no-retry-later"));
+        assert!(!announces(&headers, NO_RETRY), "whole names only");
+    }
 }

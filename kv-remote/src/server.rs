@@ -337,7 +337,8 @@ async fn metadata(
         "token": token,
         "expiresAt": expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     });
-    Ok((StatusCode::OK, axum::Json(body)).into_response())
+    let extensions = [(convert::EXTENSIONS_HEADER, convert::NO_RETRY)];
+    Ok((StatusCode::OK, extensions, axum::Json(body)).into_response())
 }
 
 /// Header checks of every data-path call (v1 and v2/v3 styles).
