@@ -688,7 +688,8 @@ impl ListIterator {
     pub async fn collect_all(mut self) -> Result<Vec<KvEntry>> {
         let mut out = Vec::new();
         while let Some(entry) = self.next().await {
-            // Room for the rest of the batch just fetched, not doubling steps.
+            // Room for the rest of the batch just fetched at once, rather
+            // than growing entry by entry.
             out.reserve(self.buffer.len() + 1);
             out.push(entry?);
         }

@@ -470,10 +470,19 @@ mod tests {
     #[test]
     fn features_are_read_from_the_extensions_header() {
         let mut headers = HeaderMap::new();
-        assert!(!announces(&headers, NO_RETRY), "denokv sends no such header");
-        headers.insert(EXTENSIONS_HEADER, HeaderValue::from_static("other, no-retry"));
+        assert!(
+            !announces(&headers, NO_RETRY),
+            "denokv sends no such header"
+        );
+        headers.insert(
+            EXTENSIONS_HEADER,
+            HeaderValue::from_static("other, no-retry"),
+        );
         assert!(announces(&headers, NO_RETRY));
-        headers.insert(EXTENSIONS_HEADER, HeaderValue::from_static("no-retry-later"));
+        headers.insert(
+            EXTENSIONS_HEADER,
+            HeaderValue::from_static("no-retry-later"),
+        );
         assert!(!announces(&headers, NO_RETRY), "whole names only");
     }
 }
