@@ -44,20 +44,26 @@ async fn inspecting_a_queue_leaves_the_file_alone() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A fresh SQLite file holding `n` ready messages (the numbers 0..n).
+async fn queued(n: u8) -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("kv.sqlite3");
+    let db = kv::open(file.to_str().expect("utf-8 path")).await?;
+    for i in 0..n {
+        // V8 for the small integer i.
+        db.enqueue(vec![0xff, 0x0f, 0x49, i * 2], EnqueueOptions::default())
+            .await?;
+    }
+    db.close().await;
+    Ok((dir, file))
+}
+
 /// `kv listen --count N` takes exactly N messages and leaves the rest
 /// queued (it once claimed a batch and acknowledged them all).
 #[tokio::test]
 async fn listen_with_a_count_takes_only_that_many() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let file = dir.path().join("kv.sqlite3");
+    let (_dir, file) = queued(5).await?;
     let path = file.to_str().expect("utf-8 path");
-    let db = kv::open(path).await?;
-    for n in 0..5u8 {
-        // V8 for the small integer n.
-        db.enqueue(vec![0xff, 0x0f, 0x49, n * 2], EnqueueOptions::default())
-            .await?;
-    }
-    db.close().await;
 
     let listen = |count: &str| {
         Command::new(env!("CARGO_BIN_EXE_kv"))
@@ -91,15 +97,8 @@ async fn listen_with_a_count_takes_only_that_many() -> anyhow::Result<()> {
 /// nothing: it used to panic in the handler and go on claiming messages.
 #[tokio::test]
 async fn listen_stops_when_its_output_is_closed() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let file = dir.path().join("kv.sqlite3");
+    let (_dir, file) = queued(3).await?;
     let path = file.to_str().expect("utf-8 path");
-    let db = kv::open(path).await?;
-    for n in 0..3u8 {
-        db.enqueue(vec![0xff, 0x0f, 0x49, n * 2], EnqueueOptions::default())
-            .await?;
-    }
-    db.close().await;
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_kv"))
         .args(["listen", "--path", path, "--idle-timeout", "10"])

@@ -2,7 +2,9 @@
 //! --read-only` serves it: reads pass, writes come back as the typed
 //! `Error::ReadOnly` (HTTP 400 on the wire), and the file never changes.
 
-use kv::{Error, Kv, KvValue, key};
+use kv::{Error, KvValue, key};
+
+use crate::Served;
 
 const TOKEN: &str = "read-only-test-token";
 
@@ -17,21 +19,8 @@ async fn a_read_only_file_served_remotely_refuses_writes() -> anyhow::Result<()>
     let before = std::fs::read(&path)?;
 
     let backend = kv::open_backend_read_only(&url).await?;
-    let (listener, addr) = kv_remote::bind("127.0.0.1:0".parse()?).await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(kv_remote::serve(
-        listener,
-        backend.clone(),
-        kv_remote::ServerConfig::new([TOKEN]),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let remote = Kv::new(
-        kv_remote::RemoteConfig::new(format!("http://{addr}"), TOKEN)
-            .connect()
-            .await?,
-    );
+    let served = Served::start(backend.clone(), TOKEN).await?;
+    let remote = &served.client;
     assert_eq!(
         remote.get(key!["a"]).await?.map(|e| e.versionstamp),
         Some(stamp)
@@ -47,8 +36,7 @@ async fn a_read_only_file_served_remotely_refuses_writes() -> anyhow::Result<()>
         .expect_err("read only");
     assert!(matches!(err, Error::ReadOnly), "{err:?}");
 
-    let _ = stop.send(());
-    server.await??;
+    served.stop().await?;
     backend.close().await;
     assert!(std::fs::read(&path)? == before, "the file must not change");
     Ok(())

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use kv::{EnqueueOptions, Queue, key};
 
+use crate::Served;
+
 const TOKEN: &str = "remote-queue-test-token";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -13,21 +15,8 @@ async fn remote_enqueues_keep_their_backoff_schedule() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite:{}", dir.path().join("kv.sqlite3").display());
     let backend = kv::open_backend(&url).await?;
-    let (listener, addr) = kv_remote::bind("127.0.0.1:0".parse()?).await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(kv_remote::serve(
-        listener,
-        backend.clone(),
-        kv_remote::ServerConfig::new([TOKEN]),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let remote = kv::Kv::new(
-        kv_remote::RemoteConfig::new(format!("http://{addr}"), TOKEN)
-            .connect()
-            .await?,
-    );
+    let served = Served::start(backend.clone(), TOKEN).await?;
+    let remote = &served.client;
     let day = Duration::from_secs(86_400);
     let later = |o: EnqueueOptions| o.with_delay(day);
     remote
@@ -79,8 +68,7 @@ async fn remote_enqueues_keep_their_backoff_schedule() -> anyhow::Result<()> {
         ]
     );
 
-    let _ = stop.send(());
-    server.await??;
+    served.stop().await?;
     backend.close().await;
     Ok(())
 }
