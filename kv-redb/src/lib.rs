@@ -12,7 +12,8 @@
 //!   [`INLINE_READ_ENTRIES`] entries: point gets, `getMany`, list batches
 //!   of Deno's default size) run at once on the caller's thread, which
 //!   costs less than the two thread hand-offs of a reader thread; larger
-//!   ones go to a small pool of reader threads.
+//!   ones, and small ones that find more than [`INLINE_READ_BYTES`], go to
+//!   a small pool of reader threads.
 //! - **Durability**: a commit is acknowledged only after redb's `commit`
 //!   returned with immediate durability.
 //! - **Expiry**: expired keys are hidden from reads and checks at once and
@@ -90,15 +91,7 @@ use crate::writer::{WriteRequest, Writer};
 /// Reader threads.
 const READERS: usize = 2;
 
-/// The most entries a read may ask for (summed over its ranges) and still
-/// run on the caller's thread: Deno's default list batch, so a listing's
-/// batches skip the hand-off to a reader thread and back.
-pub const INLINE_READ_ENTRIES: u32 = 100;
-
-/// The most bytes of keys and values a read on the caller's thread copies:
-/// one that finds more (large values) stops and is done again on a reader
-/// thread, so the caller's executor is never held for long.
-pub const INLINE_READ_BYTES: usize = 256 * 1024;
+pub use kv_core::backend::{INLINE_READ_BYTES, INLINE_READ_ENTRIES};
 
 /// The default for [`RedbConfig::with_max_batch`].
 const DEFAULT_MAX_BATCH: usize = 256;
@@ -254,15 +247,11 @@ impl Inner {
     /// Runs a small read on the caller's thread; `None` sends it to the
     /// reader threads instead.
     fn read_inline(&self, ranges: &[ReadRange]) -> Option<Result<Vec<Vec<RawEntry>>>> {
-        let wanted: u64 = ranges.iter().map(|r| u64::from(r.limit)).sum();
-        if wanted > u64::from(INLINE_READ_ENTRIES) {
-            return None;
-        }
+        let mut budget = ReadBudget::inline(ranges)?;
         let db = match self.channels().as_ref() {
             Some(channels) => channels.db.clone(),
             None => return Some(Err(Error::Closed)),
         };
-        let mut budget = ReadBudget::new(INLINE_READ_BYTES);
         match store::read_ranges(&db, ranges, self.clock.now_ms(), &mut budget) {
             // A large read copies a lot: that belongs on a reader thread.
             Ok(_) if budget.exceeded() => None,

@@ -81,7 +81,7 @@ struct Listen {
 }
 
 async fn listen(args: Listen, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let url = database_url(
         args.backend.as_deref(),
         args.path.as_deref(),
@@ -97,7 +97,7 @@ async fn listen(args: Listen, sqlite_path: Option<PathBuf>) -> anyhow::Result<()
     let last = Arc::new(AtomicU64::new(kv::SystemClock.now_ms()));
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
     let count = args.count;
-    let unread = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let unread = Arc::new(AtomicBool::new(false));
     let (h, l, u) = (handled.clone(), last.clone(), unread.clone());
     let handler = move |d: kv::Delivery| {
         let value = kv_v8::display_value(&kv::KvValue::V8(d.payload));

@@ -11,8 +11,10 @@
 //!   size: at most [`INLINE_READ_ENTRIES`] entries) run at once on the
 //!   caller's thread when one of two inline connections is free: SQLite
 //!   answers them from its page cache in tens of microseconds, less than
-//!   the two thread hand-offs a reader thread costs. Larger reads, and small ones when both inline
-//!   connections are busy, go to a pool of reader threads.
+//!   the two thread hand-offs a reader thread costs. Larger reads, small
+//!   ones when both inline connections are busy or the file is locked, and
+//!   small ones that find more than [`INLINE_READ_BYTES`] go to a pool of
+//!   reader threads.
 //! - **Durability**: WAL with `synchronous = FULL`; a commit is acknowledged
 //!   only after SQLite's `COMMIT` returned. A checkpointer thread copies the
 //!   WAL into the database file in the background and the writer finishes
@@ -86,16 +88,7 @@ const READERS: usize = 2;
 /// Connections for reads run on the caller's thread.
 const INLINE_READERS: usize = 2;
 
-/// The most entries a read may ask for (summed over its ranges) and still
-/// run on the caller's thread: Deno's default list batch, so a listing's
-/// batches skip the hand-off to a reader thread and back (for a Deno client
-/// listing 1000 keys through `kv serve`, 38% less server CPU).
-pub const INLINE_READ_ENTRIES: u32 = 100;
-
-/// The most bytes of keys and values a read on the caller's thread copies:
-/// one that finds more (large values) stops and is done again on a reader
-/// thread, so the caller's executor is never held for long.
-pub const INLINE_READ_BYTES: usize = 256 * 1024;
+pub use kv_core::backend::{INLINE_READ_BYTES, INLINE_READ_ENTRIES};
 
 /// The default for [`SqliteConfig::with_max_batch`].
 const DEFAULT_MAX_BATCH: usize = 256;
@@ -319,15 +312,11 @@ impl Inner {
     /// Runs a small read on the caller's thread if an inline connection is
     /// free; `None` sends it to the reader threads instead.
     fn read_inline(&self, ranges: &[ReadRange]) -> Option<Result<Vec<Vec<RawEntry>>>> {
-        let wanted: u64 = ranges.iter().map(|r| u64::from(r.limit)).sum();
-        if wanted > u64::from(INLINE_READ_ENTRIES) {
-            return None;
-        }
+        let mut budget = ReadBudget::inline(ranges)?;
         let conn = self.inline.iter().find_map(|c| c.try_lock().ok())?;
         if self.channels.read().map_or(true, |c| c.is_none()) {
             return Some(Err(Error::Closed));
         }
-        let mut budget = ReadBudget::new(INLINE_READ_BYTES);
         match store::read_ranges(&conn, ranges, self.clock.now_ms(), &mut budget) {
             // A locked file is retried with pauses, a large read copies a
             // lot: both belong on a reader thread, not on the caller's
