@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kv::Backend;
-use kv::backend::{AtomicWrite, CommitOutcome, Consistency, RawEntry, ReadRange, WatchStream};
+use kv::backend::{
+    AtomicWrite, CommitOutcome, Consistency, RawEntry, ReadRange, ReadSink, WatchStream,
+};
 use rand::Rng;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -332,6 +334,22 @@ impl Backend for SlowBackend {
         let (before, after) = self.delays();
         pause(before).await;
         let result = self.inner.snapshot_read(ranges, consistency).await;
+        pause(after).await;
+        result
+    }
+
+    async fn snapshot_read_into(
+        &self,
+        ranges: Vec<ReadRange>,
+        consistency: Consistency,
+        sink: Box<dyn ReadSink>,
+    ) -> kv::Result<Box<dyn ReadSink>> {
+        let (before, after) = self.delays();
+        pause(before).await;
+        let result = self
+            .inner
+            .snapshot_read_into(ranges, consistency, sink)
+            .await;
         pause(after).await;
         result
     }

@@ -4,13 +4,14 @@
 //! already encoded, limits already enforced by the caller, and versionstamps
 //! are assigned by the backend.
 
+use std::any::Any;
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
-use crate::{KvValue, Result, Versionstamp};
+use crate::{Error, KvValue, Result, ValueRef, Versionstamp};
 
 /// First byte of the reserved system key space. Typed keys encode with a
 /// tag byte between `0x01` and `0x27`, and raw keys from clients that start
@@ -96,6 +97,67 @@ impl ReadBudget {
     pub fn exceeded(&self) -> bool {
         self.exceeded
     }
+}
+
+/// Where the entries of a read go as a backend reads them
+/// ([`Backend::snapshot_read_into`]): borrowed from the backend's storage,
+/// valid only during the call. `Vec<Vec<RawEntry>>` is the sink that keeps
+/// owned copies.
+pub trait ReadSink: Any + Send {
+    /// The entries of the next range follow. Called once per range, in the
+    /// order of the request, also for ranges that turn out empty.
+    fn begin_range(&mut self);
+
+    /// One entry of the current range, in the range's order.
+    fn entry(&mut self, key: &[u8], value: ValueRef<'_>, versionstamp: Versionstamp);
+
+    /// Forgets everything received: the read starts over (a backend does
+    /// this when a read on the caller's thread exceeds its [`ReadBudget`],
+    /// or one attempt fails and is retried).
+    fn clear(&mut self);
+}
+
+impl ReadSink for Vec<Vec<RawEntry>> {
+    fn begin_range(&mut self) {
+        self.push(Vec::new());
+    }
+
+    fn entry(&mut self, key: &[u8], value: ValueRef<'_>, versionstamp: Versionstamp) {
+        if let Some(range) = self.last_mut() {
+            range.push(RawEntry {
+                key: key.to_vec(),
+                value: value.to_value(),
+                versionstamp,
+            });
+        }
+    }
+
+    fn clear(&mut self) {
+        Vec::clear(self);
+    }
+}
+
+/// Reads `ranges` from one snapshot of `backend` into `sink`
+/// ([`Backend::snapshot_read_into`]) and gives the sink back.
+///
+/// # Errors
+/// As [`Backend::snapshot_read`]; [`Error::Backend`] if the backend gives
+/// back a sink other than the one it was handed (a bug in the backend).
+pub async fn read_into<S: ReadSink, B: Backend + ?Sized>(
+    backend: &B,
+    ranges: Vec<ReadRange>,
+    consistency: Consistency,
+    sink: S,
+) -> Result<S> {
+    let sink: Box<dyn Any> = backend
+        .snapshot_read_into(ranges, consistency, Box::new(sink))
+        .await?;
+    sink.downcast::<S>()
+        .map(|s| *s)
+        .map_err(|_| Error::Backend {
+            backend: backend.name().to_owned(),
+            source: "snapshot_read_into returned another sink".into(),
+        })
 }
 
 /// How fresh a read must be.
@@ -309,6 +371,29 @@ pub trait Backend: Send + Sync + Debug + 'static {
         consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>>;
 
+    /// Reads `ranges` from one snapshot like
+    /// [`snapshot_read`](Self::snapshot_read), handing each entry to `sink`
+    /// as it is read, and returns the sink. Callers use [`read_into`].
+    ///
+    /// The default hands over what `snapshot_read` returns; a storage
+    /// backend overrides it to give its stored bytes without building
+    /// [`RawEntry`]s, so a caller that only passes entries on (the KV
+    /// Connect server) copies each once.
+    async fn snapshot_read_into(
+        &self,
+        ranges: Vec<ReadRange>,
+        consistency: Consistency,
+        mut sink: Box<dyn ReadSink>,
+    ) -> Result<Box<dyn ReadSink>> {
+        for range in self.snapshot_read(ranges, consistency).await? {
+            sink.begin_range();
+            for e in &range {
+                sink.entry(&e.key, e.value.as_value_ref(), e.versionstamp);
+            }
+        }
+        Ok(sink)
+    }
+
     /// Commits `write` atomically.
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome>;
 
@@ -334,6 +419,15 @@ macro_rules! forward_backend {
                 consistency: Consistency,
             ) -> Result<Vec<Vec<RawEntry>>> {
                 (**self).snapshot_read(ranges, consistency).await
+            }
+
+            async fn snapshot_read_into(
+                &self,
+                ranges: Vec<ReadRange>,
+                consistency: Consistency,
+                sink: Box<dyn ReadSink>,
+            ) -> Result<Box<dyn ReadSink>> {
+                (**self).snapshot_read_into(ranges, consistency, sink).await
             }
 
             async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {

@@ -57,5 +57,5 @@ pub use memory::{MemoryBackend, point_range};
 pub use num_bigint::BigInt;
 pub use prefix::PrefixBackend;
 pub use selector::{Selector, SelectorBounds};
-pub use value::{KvEntry, KvValue, encoding};
+pub use value::{KvEntry, KvValue, ValueRef, encoding};
 pub use versionstamp::Versionstamp;

@@ -4,10 +4,11 @@
 use async_trait::async_trait;
 use futures::StreamExt;
 
-use crate::Result;
 use crate::backend::{
-    AtomicWrite, Backend, CommitOutcome, Consistency, RawEntry, ReadRange, WatchStream,
+    AtomicWrite, Backend, CommitOutcome, Consistency, RawEntry, ReadRange, ReadSink, WatchStream,
+    read_into,
 };
+use crate::{Result, ValueRef, Versionstamp};
 
 /// A [`Backend`] that prepends `prefix` to every key it passes to `inner`
 /// and strips it from every key it returns. Two `PrefixBackend`s whose
@@ -37,9 +38,41 @@ impl<B: Backend> PrefixBackend<B> {
         out
     }
 
+    fn add_to_ranges(&self, ranges: Vec<ReadRange>) -> Vec<ReadRange> {
+        ranges
+            .into_iter()
+            .map(|r| ReadRange {
+                start: self.add(&r.start),
+                end: self.add(&r.end),
+                ..r
+            })
+            .collect()
+    }
+
     fn strip(&self, mut entry: RawEntry) -> RawEntry {
         entry.key.drain(..self.prefix.len());
         entry
+    }
+}
+
+/// Hands entries on to `inner` without the namespace's prefix.
+struct StripPrefix {
+    inner: Box<dyn ReadSink>,
+    len: usize,
+}
+
+impl ReadSink for StripPrefix {
+    fn begin_range(&mut self) {
+        self.inner.begin_range();
+    }
+
+    fn entry(&mut self, key: &[u8], value: ValueRef<'_>, versionstamp: Versionstamp) {
+        // Every key read lies in a range under the prefix.
+        self.inner.entry(&key[self.len..], value, versionstamp);
+    }
+
+    fn clear(&mut self) {
+        self.inner.clear();
     }
 }
 
@@ -55,19 +88,30 @@ impl<B: Backend> Backend for PrefixBackend<B> {
         ranges: Vec<ReadRange>,
         consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>> {
-        let ranges = ranges
-            .into_iter()
-            .map(|r| ReadRange {
-                start: self.add(&r.start),
-                end: self.add(&r.end),
-                ..r
-            })
-            .collect();
-        let out = self.inner.snapshot_read(ranges, consistency).await?;
+        let out = self
+            .inner
+            .snapshot_read(self.add_to_ranges(ranges), consistency)
+            .await?;
         Ok(out
             .into_iter()
             .map(|r| r.into_iter().map(|e| self.strip(e)).collect())
             .collect())
+    }
+
+    async fn snapshot_read_into(
+        &self,
+        ranges: Vec<ReadRange>,
+        consistency: Consistency,
+        sink: Box<dyn ReadSink>,
+    ) -> Result<Box<dyn ReadSink>> {
+        let strip = StripPrefix {
+            inner: sink,
+            len: self.prefix.len(),
+        };
+        let ranges = self.add_to_ranges(ranges);
+        Ok(read_into(&self.inner, ranges, consistency, strip)
+            .await?
+            .inner)
     }
 
     async fn atomic_write(&self, mut write: AtomicWrite) -> Result<CommitOutcome> {

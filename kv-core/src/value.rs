@@ -57,21 +57,77 @@ impl KvValue {
     /// [`crate::Error::InvalidValue`] for an unknown encoding or LE64 data
     /// that is not exactly 8 bytes.
     pub fn from_encoded(encoding: i64, data: Vec<u8>) -> Result<Self, crate::Error> {
+        // Checked on the borrowed form, so both share one rule; the bytes
+        // are then kept, not copied.
+        match ValueRef::from_encoded(encoding, &data)? {
+            ValueRef::V8(_) => Ok(KvValue::V8(data)),
+            ValueRef::Bytes(_) => Ok(KvValue::Bytes(data)),
+            ValueRef::U64(n) => Ok(KvValue::U64(n)),
+        }
+    }
+
+    /// The value borrowed.
+    pub fn as_value_ref(&self) -> ValueRef<'_> {
+        match self {
+            KvValue::V8(b) => ValueRef::V8(b),
+            KvValue::Bytes(b) => ValueRef::Bytes(b),
+            KvValue::U64(n) => ValueRef::U64(*n),
+        }
+    }
+}
+
+/// A value borrowed from where it is stored or received: what a
+/// [`ReadSink`](crate::backend::ReadSink) is handed, so passing a value on
+/// needs no copy of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueRef<'a> {
+    /// V8 structured-clone bytes (encoding 1).
+    V8(&'a [u8]),
+    /// Raw bytes (encoding 3).
+    Bytes(&'a [u8]),
+    /// An unsigned 64-bit integer (encoding 2).
+    U64(u64),
+}
+
+impl<'a> ValueRef<'a> {
+    /// Reads a value from its encoding number and stored bytes.
+    ///
+    /// # Errors
+    /// As [`KvValue::from_encoded`].
+    pub fn from_encoded(encoding: i64, data: &'a [u8]) -> Result<Self, crate::Error> {
         match encoding {
-            encoding::V8 => Ok(KvValue::V8(data)),
-            encoding::BYTES => Ok(KvValue::Bytes(data)),
+            encoding::V8 => Ok(ValueRef::V8(data)),
+            encoding::BYTES => Ok(ValueRef::Bytes(data)),
             encoding::LE64 => {
-                let arr: [u8; 8] = data.as_slice().try_into().map_err(|_| {
+                let arr: [u8; 8] = data.try_into().map_err(|_| {
                     crate::Error::InvalidValue(format!(
                         "a KvU64 value must be 8 bytes, got {}",
                         data.len()
                     ))
                 })?;
-                Ok(KvValue::U64(u64::from_le_bytes(arr)))
+                Ok(ValueRef::U64(u64::from_le_bytes(arr)))
             }
             other => Err(crate::Error::InvalidValue(format!(
                 "the value encoding {other} is unknown"
             ))),
+        }
+    }
+
+    /// The encoding number (1 = V8, 2 = LE64, 3 = bytes).
+    pub fn encoding(&self) -> i64 {
+        match self {
+            ValueRef::V8(_) => encoding::V8,
+            ValueRef::Bytes(_) => encoding::BYTES,
+            ValueRef::U64(_) => encoding::LE64,
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_value(&self) -> KvValue {
+        match *self {
+            ValueRef::V8(b) => KvValue::V8(b.to_vec()),
+            ValueRef::Bytes(b) => KvValue::Bytes(b.to_vec()),
+            ValueRef::U64(n) => KvValue::U64(n),
         }
     }
 }

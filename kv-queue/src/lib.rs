@@ -35,7 +35,7 @@
 use async_trait::async_trait;
 use kv_core::Result;
 use kv_core::backend::{
-    AtomicWrite, Backend, CommitOutcome, Consistency, RawEntry, ReadRange, WatchStream,
+    AtomicWrite, Backend, CommitOutcome, Consistency, RawEntry, ReadRange, ReadSink, WatchStream,
 };
 
 pub mod layout;
@@ -77,6 +77,17 @@ impl<B: Backend> Backend for QueueBackend<B> {
         consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>> {
         self.inner.snapshot_read(ranges, consistency).await
+    }
+
+    async fn snapshot_read_into(
+        &self,
+        ranges: Vec<ReadRange>,
+        consistency: Consistency,
+        sink: Box<dyn ReadSink>,
+    ) -> Result<Box<dyn ReadSink>> {
+        self.inner
+            .snapshot_read_into(ranges, consistency, sink)
+            .await
     }
 
     async fn atomic_write(&self, mut write: AtomicWrite) -> Result<CommitOutcome> {

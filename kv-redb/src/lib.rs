@@ -78,7 +78,9 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use crossbeam_channel::Sender;
 use futures::channel::oneshot;
-use kv_core::backend::{AtomicWrite, RawEntry, ReadBudget, ReadRange, WatchStream};
+use kv_core::backend::{
+    AtomicWrite, RawEntry, ReadBudget, ReadRange, ReadSink, WatchStream, read_into,
+};
 use kv_core::watch::{WatchHub, watch_keys};
 use kv_core::workers::Workers;
 use kv_core::{Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock};
@@ -244,18 +246,23 @@ impl Inner {
         channels.writer.send(request).map_err(|_| Error::Closed)
     }
 
-    /// Runs a small read on the caller's thread; `None` sends it to the
-    /// reader threads instead.
-    fn read_inline(&self, ranges: &[ReadRange]) -> Option<Result<Vec<Vec<RawEntry>>>> {
-        let mut budget = ReadBudget::inline(ranges)?;
+    /// Runs a small read on the caller's thread; `false` (with `sink`
+    /// cleared) sends it to the reader threads instead.
+    fn read_inline(&self, ranges: &[ReadRange], sink: &mut dyn ReadSink) -> Result<bool> {
+        let Some(mut budget) = ReadBudget::inline(ranges) else {
+            return Ok(false);
+        };
         let db = match self.channels().as_ref() {
             Some(channels) => channels.db.clone(),
-            None => return Some(Err(Error::Closed)),
+            None => return Err(Error::Closed),
         };
-        match store::read_ranges(&db, ranges, self.clock.now_ms(), &mut budget) {
+        match store::read_ranges(&db, ranges, self.clock.now_ms(), &mut budget, sink) {
             // A large read copies a lot: that belongs on a reader thread.
-            Ok(_) if budget.exceeded() => None,
-            result => Some(result.map_err(Into::into)),
+            Ok(()) if budget.exceeded() => {
+                sink.clear();
+                Ok(false)
+            }
+            result => result.map(|()| true).map_err(Into::into),
         }
     }
 
@@ -302,13 +309,27 @@ impl Backend for RedbBackend {
     async fn snapshot_read(
         &self,
         ranges: Vec<ReadRange>,
-        _consistency: Consistency,
+        consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>> {
-        if let Some(result) = self.inner.read_inline(&ranges) {
-            return result;
+        let entries = Vec::with_capacity(ranges.len());
+        read_into(self, ranges, consistency, entries).await
+    }
+
+    async fn snapshot_read_into(
+        &self,
+        ranges: Vec<ReadRange>,
+        _consistency: Consistency,
+        mut sink: Box<dyn ReadSink>,
+    ) -> Result<Box<dyn ReadSink>> {
+        if self.inner.read_inline(&ranges, &mut *sink)? {
+            return Ok(sink);
         }
         let (reply, result) = oneshot::channel();
-        self.inner.send_read(ReadRequest { ranges, reply })?;
+        self.inner.send_read(ReadRequest {
+            ranges,
+            sink,
+            reply,
+        })?;
         result.await.map_err(|_| Error::Closed)?
     }
 

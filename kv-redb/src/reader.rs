@@ -8,25 +8,30 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 use futures::channel::oneshot;
 use kv_core::Clock;
-use kv_core::backend::{RawEntry, ReadBudget, ReadRange};
+use kv_core::backend::{ReadBudget, ReadRange, ReadSink};
 use redb::Database;
 
 use crate::store;
 
-/// One snapshot read and where its result goes.
+/// One snapshot read, the sink its entries go to, and where the sink goes
+/// back once they are in it.
 pub(crate) struct ReadRequest {
     pub(crate) ranges: Vec<ReadRange>,
-    pub(crate) reply: oneshot::Sender<kv_core::Result<Vec<Vec<RawEntry>>>>,
+    pub(crate) sink: Box<dyn ReadSink>,
+    pub(crate) reply: oneshot::Sender<kv_core::Result<Box<dyn ReadSink>>>,
 }
 
 /// Serves reads until every sender is gone and the queue is empty.
 pub(crate) fn run(db: Arc<Database>, rx: Receiver<ReadRequest>, clock: Arc<dyn Clock>) {
-    while let Ok(request) = rx.recv() {
+    while let Ok(mut request) = rx.recv() {
         if request.reply.is_canceled() {
             continue;
         }
         let mut budget = ReadBudget::unlimited();
-        let result = store::read_ranges(&db, &request.ranges, clock.now_ms(), &mut budget);
-        let _ = request.reply.send(result.map_err(Into::into));
+        let now = clock.now_ms();
+        let result = store::read_ranges(&db, &request.ranges, now, &mut budget, &mut *request.sink);
+        let _ = request
+            .reply
+            .send(result.map(|()| request.sink).map_err(Into::into));
     }
 }

@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use kv_core::backend::{RawEntry, ReadBudget, ReadRange};
-use kv_core::{KvValue, Versionstamp};
+use kv_core::backend::{ReadBudget, ReadRange, ReadSink};
+use kv_core::{KvValue, ValueRef, Versionstamp};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
@@ -75,15 +75,21 @@ impl Record {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Record, RedbError> {
-        let header = Header::decode(bytes)?;
-        let value = KvValue::from_encoded(i64::from(bytes[0]), bytes[HEADER..].to_vec())
-            .map_err(|e| RedbError::Record(e.to_string()))?;
+        let (header, value) = decode_borrowed(bytes)?;
         Ok(Record {
-            value,
+            value: value.to_value(),
             versionstamp: header.versionstamp,
             expire_at: header.expire_at,
         })
     }
+}
+
+/// A record's header and its value, borrowed from `bytes`.
+fn decode_borrowed(bytes: &[u8]) -> Result<(Header, ValueRef<'_>), RedbError> {
+    let header = Header::decode(bytes)?;
+    let value = ValueRef::from_encoded(i64::from(bytes[0]), &bytes[HEADER..])
+        .map_err(|e| RedbError::Record(e.to_string()))?;
+    Ok((header, value))
 }
 
 /// The part of a record that checks and the sweep look at.
@@ -196,64 +202,57 @@ fn point_key(r: &ReadRange) -> Option<&[u8]> {
     (*last == 0 && head == r.start.as_slice()).then_some(r.start.as_slice())
 }
 
-/// Reads `ranges` from one read transaction (one snapshot).
+/// Reads `ranges` from one read transaction (one snapshot) into `sink`.
 pub(crate) fn read_ranges(
     db: &Database,
     ranges: &[ReadRange],
     now: u64,
     budget: &mut ReadBudget,
-) -> Result<Vec<Vec<RawEntry>>, RedbError> {
+    sink: &mut dyn ReadSink,
+) -> Result<(), RedbError> {
     let txn = db.begin_read()?;
     let table = txn.open_table(KV)?;
     ranges
         .iter()
-        .map(|r| read_range(&table, r, now, budget))
-        .collect()
+        .try_for_each(|r| read_range(&table, r, now, budget, sink))
 }
 
-/// One range; stops early once `budget` is exceeded.
+/// One range; stops early once `budget` is exceeded. Entries are handed
+/// on borrowed from redb's pages: the sink copies what it keeps, once.
 fn read_range(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     r: &ReadRange,
     now: u64,
     budget: &mut ReadBudget,
-) -> Result<Vec<RawEntry>, RedbError> {
-    if r.start >= r.end || r.limit == 0 {
-        return Ok(Vec::new());
+    sink: &mut dyn ReadSink,
+) -> Result<(), RedbError> {
+    sink.begin_range();
+    if r.start >= r.end || r.limit == 0 || budget.exceeded() {
+        return Ok(());
     }
     if let Some(key) = point_key(r) {
-        let Some(guard) = table.get(key)? else {
-            return Ok(Vec::new());
-        };
-        let record = Record::decode(guard.value())?;
-        if !record.is_live(now) {
-            return Ok(Vec::new());
+        if let Some(guard) = table.get(key)? {
+            let (header, value) = decode_borrowed(guard.value())?;
+            if live(header.expire_at, now) {
+                budget.spend(key.len() + guard.value().len());
+                sink.entry(key, value, header.versionstamp);
+            }
         }
-        budget.spend(key.len() + guard.value().len());
-        return Ok(vec![RawEntry {
-            key: key.to_vec(),
-            value: record.value,
-            versionstamp: record.versionstamp,
-        }]);
+        return Ok(());
     }
     let range = table.range::<&[u8]>(r.start.as_slice()..r.end.as_slice())?;
-    let limit = r.limit as usize;
-    let mut out = Vec::new();
+    let mut left = r.limit as usize;
     let mut push = |item: Result<_, redb::StorageError>| -> Result<bool, RedbError> {
         let (k, v): (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>) = item?;
-        let header = Header::decode(v.value())?;
+        let (header, value) = decode_borrowed(v.value())?;
         if live(header.expire_at, now) {
-            let record = Record::decode(v.value())?;
-            out.push(RawEntry {
-                key: k.value().to_vec(),
-                value: record.value,
-                versionstamp: record.versionstamp,
-            });
+            sink.entry(k.value(), value, header.versionstamp);
+            left -= 1;
             if !budget.spend(k.value().len() + v.value().len()) {
                 return Ok(false);
             }
         }
-        Ok(out.len() < limit)
+        Ok(left > 0)
     };
     if r.reverse {
         for item in range.rev() {
@@ -268,5 +267,5 @@ fn read_range(
             }
         }
     }
-    Ok(out)
+    Ok(())
 }

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use kv_core::backend::Backend;
+use kv_core::backend::{Backend, read_into};
 use kv_core::{Clock, Consistency, SystemClock};
 use prost::Message;
 use subtle::ConstantTimeEq;
@@ -27,6 +27,7 @@ use tokio_rustls::rustls;
 
 use crate::error::{message_of, response, status_of};
 use crate::quickack::QuickAck;
+use crate::wire::ReadOutputEncoder;
 use crate::{convert, proto};
 
 /// Largest request body accepted (the protocol's own limits are far lower).
@@ -392,11 +393,9 @@ async fn read_impl(
     let ranges = convert::read_request(decode(&body)?, system)?;
     // Every endpoint of this server reads the primary, so eventual reads
     // are strongly consistent too.
-    let out = state
-        .backend
-        .snapshot_read(ranges, Consistency::Strong)
-        .await?;
-    Ok(protobuf_bytes(crate::wire::encode_read_output(&out)))
+    let encoder = ReadOutputEncoder::new();
+    let out = read_into(&*state.backend, ranges, Consistency::Strong, encoder).await?;
+    Ok(protobuf_bytes(out.finish()))
 }
 
 async fn write_impl(

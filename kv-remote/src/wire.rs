@@ -4,14 +4,15 @@
 //! Through prost, a 1000-entry listing cost the server a message tree built
 //! only to be encoded and dropped, and the client a quarter of its CPU
 //! (a `Vec` per versionstamp, a reference count per field, another tree to
-//! drop). Here the server encodes `RawEntry`s directly, byte for byte what
-//! prost writes, and the client decodes straight into `RawEntry`s. Input the
+//! drop). Here the server encodes entries as the backend reads them
+//! ([`ReadOutputEncoder`]), byte for byte what prost writes, and the client
+//! decodes straight into `RawEntry`s. Input the
 //! decoder does not expect (groups, a known field with another wire type, an
 //! entry that does not convert) returns `None`, and the caller decodes it
 //! with prost, so odd messages get exactly prost's reading and errors.
 
-use kv_core::backend::RawEntry;
-use kv_core::{KvValue, Versionstamp};
+use kv_core::backend::{RawEntry, ReadSink};
+use kv_core::{KvValue, ValueRef, Versionstamp};
 
 use crate::proto::SnapshotReadStatus;
 
@@ -48,12 +49,12 @@ fn put_bytes(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
 }
 
 /// How prost sends a value: its encoding and its bytes.
-fn value_parts(value: &KvValue) -> (u64, ValueBytes<'_>) {
+fn value_parts(value: ValueRef<'_>) -> (u64, ValueBytes<'_>) {
     // An `int32` field travels as its sign-extended 64-bit varint.
     let encoding = i64::from(value.encoding() as i32) as u64;
     let bytes = match value {
-        KvValue::V8(b) | KvValue::Bytes(b) => ValueBytes::Slice(b),
-        KvValue::U64(n) => ValueBytes::Le64(n.to_le_bytes()),
+        ValueRef::V8(b) | ValueRef::Bytes(b) => ValueBytes::Slice(b),
+        ValueRef::U64(n) => ValueBytes::Le64(n.to_le_bytes()),
     };
     (encoding, bytes)
 }
@@ -72,60 +73,119 @@ impl ValueBytes<'_> {
     }
 }
 
-/// The encoded length of one `KvEntry`. Like prost, fields holding their
-/// default (empty bytes, encoding 0) are left out.
-fn entry_len(e: &RawEntry) -> usize {
-    let (encoding, value) = value_parts(&e.value);
-    let value = value.as_slice();
-    let mut len = field_len(e.versionstamp.0.len());
-    if !e.key.is_empty() {
-        len += field_len(e.key.len());
-    }
-    if !value.is_empty() {
-        len += field_len(value.len());
-    }
-    if encoding != 0 {
-        len += 1 + varint_len(encoding);
-    }
-    len
+/// Bytes kept free for a range's length before its entries: lengths below
+/// 2 MiB then need no move once known.
+const RANGE_LEN_ROOM: usize = 3;
+
+/// Writes a successful read's response, as prost would encode it, while a
+/// backend hands over the entries ([`ReadSink`]): each entry is copied once,
+/// from the backend's storage into the response.
+#[derive(Debug, Default)]
+pub(crate) struct ReadOutputEncoder {
+    out: Vec<u8>,
+    /// Where the current range's entries start.
+    range: Option<usize>,
 }
 
-fn range_len(entries: &[RawEntry]) -> usize {
-    entries.iter().map(|e| field_len(entry_len(e))).sum()
+impl ReadOutputEncoder {
+    pub(crate) fn new() -> Self {
+        ReadOutputEncoder::default()
+    }
+
+    /// Writes the current range's length into the room left for it.
+    fn end_range(&mut self) {
+        let Some(start) = self.range.take() else {
+            return;
+        };
+        let len = self.out.len() - start;
+        let need = varint_len(len as u64);
+        if need != RANGE_LEN_ROOM {
+            let end = self.out.len();
+            let to = start - RANGE_LEN_ROOM + need;
+            if need > RANGE_LEN_ROOM {
+                self.out.resize(end + need - RANGE_LEN_ROOM, 0);
+            }
+            self.out.copy_within(start..end, to);
+            self.out.truncate(to + len);
+        }
+        let mut at = start - RANGE_LEN_ROOM;
+        let mut v = len as u64;
+        while v >= 0x80 {
+            self.out[at] = v as u8 | 0x80;
+            v >>= 7;
+            at += 1;
+        }
+        self.out[at] = v as u8;
+    }
+
+    /// The whole response.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        self.end_range();
+        // read_disabled = false is left out; read_is_strongly_consistent = true.
+        self.out.extend_from_slice(&[4 << 3 | VARINT, 1]);
+        self.out.push(8 << 3 | VARINT);
+        put_varint(&mut self.out, SnapshotReadStatus::SrSuccess as u64);
+        self.out
+    }
+}
+
+impl ReadSink for ReadOutputEncoder {
+    fn begin_range(&mut self) {
+        self.end_range();
+        self.out.push(1 << 3 | LEN);
+        self.out.extend_from_slice(&[0; RANGE_LEN_ROOM]);
+        self.range = Some(self.out.len());
+    }
+
+    fn entry(&mut self, key: &[u8], value: ValueRef<'_>, versionstamp: Versionstamp) {
+        let (encoding, value) = value_parts(value);
+        let value = value.as_slice();
+        // Like prost, fields holding their default (empty bytes, encoding
+        // 0) are left out.
+        let mut len = field_len(versionstamp.0.len());
+        if !key.is_empty() {
+            len += field_len(key.len());
+        }
+        if !value.is_empty() {
+            len += field_len(value.len());
+        }
+        if encoding != 0 {
+            len += 1 + varint_len(encoding);
+        }
+        let out = &mut self.out;
+        out.reserve(field_len(len));
+        out.push(1 << 3 | LEN);
+        put_varint(out, len as u64);
+        if !key.is_empty() {
+            put_bytes(out, 1, key);
+        }
+        if !value.is_empty() {
+            put_bytes(out, 2, value);
+        }
+        if encoding != 0 {
+            out.push(3 << 3 | VARINT);
+            put_varint(out, encoding);
+        }
+        put_bytes(out, 4, &versionstamp.0);
+    }
+
+    fn clear(&mut self) {
+        self.out.clear();
+        self.range = None;
+    }
 }
 
 /// A successful read's response, as prost would encode it.
-pub(crate) fn encode_read_output(ranges: &[Vec<RawEntry>]) -> Vec<u8> {
-    // Each range's length once: a range's bytes follow its length.
-    let lens: Vec<usize> = ranges.iter().map(|r| range_len(r)).collect();
-    let total = lens.iter().map(|&len| field_len(len)).sum::<usize>() + 4;
-    let mut out = Vec::with_capacity(total);
-    for (range, len) in ranges.iter().zip(lens) {
-        out.push(1 << 3 | LEN);
-        put_varint(&mut out, len as u64);
+#[cfg(test)]
+fn encode_read_output(ranges: &[Vec<RawEntry>]) -> Vec<u8> {
+    let mut encoder = ReadOutputEncoder::new();
+    for range in ranges {
+        encoder.begin_range();
         for e in range {
-            out.push(1 << 3 | LEN);
-            put_varint(&mut out, entry_len(e) as u64);
-            let (encoding, value) = value_parts(&e.value);
-            if !e.key.is_empty() {
-                put_bytes(&mut out, 1, &e.key);
-            }
-            if !value.as_slice().is_empty() {
-                put_bytes(&mut out, 2, value.as_slice());
-            }
-            if encoding != 0 {
-                out.push(3 << 3 | VARINT);
-                put_varint(&mut out, encoding);
-            }
-            put_bytes(&mut out, 4, &e.versionstamp.0);
+            encoder.entry(&e.key, e.value.as_value_ref(), e.versionstamp);
         }
     }
-    // read_disabled = false is left out; read_is_strongly_consistent = true.
-    out.extend_from_slice(&[4 << 3 | VARINT, 1]);
-    out.push(8 << 3 | VARINT);
-    put_varint(&mut out, SnapshotReadStatus::SrSuccess as u64);
-    debug_assert_eq!(out.len(), total);
-    out
+    encoder.finish()
 }
 
 // ---- decoding -------------------------------------------------------------

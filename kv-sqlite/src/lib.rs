@@ -72,7 +72,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use crossbeam_channel::Sender;
 use futures::channel::oneshot;
-use kv_core::backend::{AtomicWrite, RawEntry, ReadBudget, ReadRange, WatchStream};
+use kv_core::backend::{
+    AtomicWrite, RawEntry, ReadBudget, ReadRange, ReadSink, WatchStream, read_into,
+};
 use kv_core::watch::{WatchHub, watch_keys};
 use kv_core::workers::Workers;
 use kv_core::{Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock};
@@ -310,21 +312,28 @@ impl Inner {
     }
 
     /// Runs a small read on the caller's thread if an inline connection is
-    /// free; `None` sends it to the reader threads instead.
-    fn read_inline(&self, ranges: &[ReadRange]) -> Option<Result<Vec<Vec<RawEntry>>>> {
-        let mut budget = ReadBudget::inline(ranges)?;
-        let conn = self.inline.iter().find_map(|c| c.try_lock().ok())?;
+    /// free; `false` (with `sink` cleared) sends it to the reader threads
+    /// instead.
+    fn read_inline(&self, ranges: &[ReadRange], sink: &mut dyn ReadSink) -> Result<bool> {
+        let Some(mut budget) = ReadBudget::inline(ranges) else {
+            return Ok(false);
+        };
+        let Some(conn) = self.inline.iter().find_map(|c| c.try_lock().ok()) else {
+            return Ok(false);
+        };
         if self.channels.read().map_or(true, |c| c.is_none()) {
-            return Some(Err(Error::Closed));
+            return Err(Error::Closed);
         }
-        match store::read_ranges(&conn, ranges, self.clock.now_ms(), &mut budget) {
+        match store::read_ranges(&conn, ranges, self.clock.now_ms(), &mut budget, sink) {
             // A locked file is retried with pauses, a large read copies a
             // lot: both belong on a reader thread, not on the caller's
             // executor.
-            Err(e) if e.is_busy() => None,
-            Ok(_) if budget.exceeded() => None,
-            result => Some(result.map_err(Into::into)),
+            Err(e) if e.is_busy() => {}
+            Ok(()) if budget.exceeded() => {}
+            result => return result.map(|()| true).map_err(Into::into),
         }
+        sink.clear();
+        Ok(false)
     }
 
     fn send_read(&self, request: ReadRequest) -> Result<()> {
@@ -388,13 +397,27 @@ impl Backend for SqliteBackend {
     async fn snapshot_read(
         &self,
         ranges: Vec<ReadRange>,
-        _consistency: Consistency,
+        consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>> {
-        if let Some(result) = self.inner.read_inline(&ranges) {
-            return result;
+        let entries = Vec::with_capacity(ranges.len());
+        read_into(self, ranges, consistency, entries).await
+    }
+
+    async fn snapshot_read_into(
+        &self,
+        ranges: Vec<ReadRange>,
+        _consistency: Consistency,
+        mut sink: Box<dyn ReadSink>,
+    ) -> Result<Box<dyn ReadSink>> {
+        if self.inner.read_inline(&ranges, &mut *sink)? {
+            return Ok(sink);
         }
         let (reply, result) = oneshot::channel();
-        self.inner.send_read(ReadRequest { ranges, reply })?;
+        self.inner.send_read(ReadRequest {
+            ranges,
+            sink,
+            reply,
+        })?;
         result.await.map_err(|_| Error::Closed)?
     }
 

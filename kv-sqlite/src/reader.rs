@@ -8,7 +8,7 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use futures::channel::oneshot;
 use kv_core::Clock;
-use kv_core::backend::{RawEntry, ReadBudget, ReadRange};
+use kv_core::backend::{ReadBudget, ReadRange, ReadSink};
 use rusqlite::Connection;
 
 use crate::error::SqliteError;
@@ -17,35 +17,48 @@ use crate::store;
 /// Attempts of one read while SQLite reports `SQLITE_BUSY`.
 const BUSY_ATTEMPTS: u32 = 3;
 
-/// One snapshot read and where its result goes.
+/// One snapshot read, the sink its entries go to, and where the sink goes
+/// back once they are in it.
 pub(crate) struct ReadRequest {
     pub(crate) ranges: Vec<ReadRange>,
-    pub(crate) reply: oneshot::Sender<kv_core::Result<Vec<Vec<RawEntry>>>>,
+    pub(crate) sink: Box<dyn ReadSink>,
+    pub(crate) reply: oneshot::Sender<kv_core::Result<Box<dyn ReadSink>>>,
+}
+
+impl ReadRequest {
+    /// Reads on `conn` and answers.
+    pub(crate) fn serve(mut self, conn: &Connection, now: u64) {
+        if self.reply.is_canceled() {
+            return;
+        }
+        let result = read_with_retry(conn, &self.ranges, now, &mut *self.sink);
+        let _ = self
+            .reply
+            .send(result.map(|()| self.sink).map_err(Into::into));
+    }
 }
 
 /// Serves reads until every sender is gone and the queue is empty.
 pub(crate) fn run(conn: Connection, rx: Receiver<ReadRequest>, clock: Arc<dyn Clock>) {
     while let Ok(request) = rx.recv() {
-        if request.reply.is_canceled() {
-            continue;
-        }
-        let result = read_with_retry(&conn, &request.ranges, clock.now_ms());
-        let _ = request.reply.send(result.map_err(Into::into));
+        request.serve(&conn, clock.now_ms());
     }
 }
 
 /// Reads `ranges` in one snapshot, retrying while the file is locked (which
 /// in WAL mode happens only briefly, e.g. during recovery).
-pub(crate) fn read_with_retry(
+fn read_with_retry(
     conn: &Connection,
     ranges: &[ReadRange],
     now: u64,
-) -> Result<Vec<Vec<RawEntry>>, SqliteError> {
+    sink: &mut dyn ReadSink,
+) -> Result<(), SqliteError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match store::read_ranges(conn, ranges, now, &mut ReadBudget::unlimited()) {
+        match store::read_ranges(conn, ranges, now, &mut ReadBudget::unlimited(), sink) {
             Err(e) if e.is_busy() && attempt < BUSY_ATTEMPTS => {
+                sink.clear();
                 std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
             }
             result => return result,

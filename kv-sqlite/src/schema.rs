@@ -255,7 +255,8 @@ mod tests {
                 reverse: false,
             };
             let mut budget = kv_core::backend::ReadBudget::unlimited();
-            crate::store::read_ranges(&conn, &[range], now, &mut budget).unwrap();
+            let mut entries = Vec::new();
+            crate::store::read_ranges(&conn, &[range], now, &mut budget, &mut entries).unwrap();
         }
         let stmt = conn.prepare_cached(crate::store::RANGE_SCAN).unwrap();
         assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);

@@ -4,9 +4,10 @@
 //! `now`; expired rows stay on disk until the sweep deletes them but are
 //! never returned and count as absent for checks and mutations.
 
-use kv_core::backend::{RawEntry, ReadBudget, ReadRange};
-use kv_core::{KvValue, Versionstamp};
-use rusqlite::{Connection, OptionalExtension, params};
+use kv_core::backend::{ReadBudget, ReadRange, ReadSink};
+use kv_core::{KvValue, ValueRef, Versionstamp};
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::SqliteError;
 
@@ -56,39 +57,45 @@ fn value(data: Vec<u8>, encoding: i64) -> Result<KvValue, SqliteError> {
     KvValue::from_encoded(encoding, data).map_err(SqliteError::Value)
 }
 
+/// Column `i` of `row`, a blob, borrowed from SQLite.
+fn blob<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r [u8], SqliteError> {
+    row.get_ref(i)?
+        .as_blob()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Blob, e.into()).into())
+}
+
 /// The key of a range that holds exactly one key (`[k, k ++ 00)`), if so.
 fn point_key(r: &ReadRange) -> Option<&[u8]> {
     let (last, head) = r.end.split_last()?;
     (*last == 0 && head == r.start.as_slice()).then_some(r.start.as_slice())
 }
 
-/// Reads `ranges` in one snapshot: one read transaction when there are
-/// several, a single statement already is one. Stops early once `budget`
-/// is exceeded (the caller then discards the result).
+/// Reads `ranges` in one snapshot into `sink`: one read transaction when
+/// there are several, a single statement already is one. Stops early once
+/// `budget` is exceeded (the caller then clears the sink).
 pub(crate) fn read_ranges(
     conn: &Connection,
     ranges: &[ReadRange],
     now: u64,
     budget: &mut ReadBudget,
-) -> Result<Vec<Vec<RawEntry>>, SqliteError> {
+    sink: &mut dyn ReadSink,
+) -> Result<(), SqliteError> {
     if ranges.len() <= 1 {
         return ranges
             .iter()
-            .map(|r| read_range(conn, r, now, budget))
-            .collect();
+            .try_for_each(|r| read_range(conn, r, now, budget, sink));
     }
     conn.prepare_cached("begin deferred")?.execute([])?;
-    let out: Result<Vec<_>, _> = ranges
+    let out = ranges
         .iter()
-        .map(|r| read_range(conn, r, now, budget))
-        .collect();
+        .try_for_each(|r| read_range(conn, r, now, budget, sink));
     // Ending a read-only transaction cannot lose anything; the read result
     // matters more than an error from ending it.
     let end = if out.is_ok() { "commit" } else { "rollback" };
     let ended = conn.prepare_cached(end).and_then(|mut s| s.execute([]));
-    let out = out?;
+    out?;
     ended?;
-    Ok(out)
+    Ok(())
 }
 
 fn read_range(
@@ -96,32 +103,24 @@ fn read_range(
     r: &ReadRange,
     now: u64,
     budget: &mut ReadBudget,
-) -> Result<Vec<RawEntry>, SqliteError> {
-    if r.start >= r.end || r.limit == 0 {
-        return Ok(Vec::new());
+    sink: &mut dyn ReadSink,
+) -> Result<(), SqliteError> {
+    sink.begin_range();
+    if r.start >= r.end || r.limit == 0 || budget.exceeded() {
+        return Ok(());
     }
+    // Rows are handed on borrowed from SQLite: the sink copies what it
+    // keeps, once.
     if let Some(key) = point_key(r) {
         let mut stmt = conn.prepare_cached(POINT_GET)?;
-        let row = stmt
-            .query_row(params![key, ms(now)], |row| {
-                Ok((
-                    row.get::<_, Vec<u8>>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, i64>(2)?,
-                ))
-            })
-            .optional()?;
-        return match row {
-            None => Ok(Vec::new()),
-            Some((v, encoding, version)) => {
-                budget.spend(key.len() + v.len());
-                Ok(vec![RawEntry {
-                    key: key.to_vec(),
-                    value: value(v, encoding)?,
-                    versionstamp: versionstamp(version),
-                }])
-            }
-        };
+        let mut rows = stmt.query(params![key, ms(now)])?;
+        if let Some(row) = rows.next()? {
+            let data = blob(row, 0)?;
+            budget.spend(key.len() + data.len());
+            let value = ValueRef::from_encoded(row.get(1)?, data).map_err(SqliteError::Value)?;
+            sink.entry(key, value, versionstamp(row.get(2)?));
+        }
+        return Ok(());
     }
     let sql = if r.reverse {
         RANGE_SCAN_REVERSE
@@ -130,21 +129,16 @@ fn read_range(
     };
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params![r.start, r.end, ms(now), i64::from(r.limit)])?;
-    let mut out = Vec::with_capacity((r.limit as usize).min(1024));
     while let Some(row) = rows.next()? {
-        let key: Vec<u8> = row.get(0)?;
-        let data: Vec<u8> = row.get(1)?;
-        let copied = key.len() + data.len();
-        out.push(RawEntry {
-            key,
-            value: value(data, row.get(2)?)?,
-            versionstamp: versionstamp(row.get(3)?),
-        });
-        if !budget.spend(copied) {
+        let key = blob(row, 0)?;
+        let data = blob(row, 1)?;
+        let value = ValueRef::from_encoded(row.get(2)?, data).map_err(SqliteError::Value)?;
+        sink.entry(key, value, versionstamp(row.get(3)?));
+        if !budget.spend(key.len() + data.len()) {
             break;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The versionstamp of `key` if it is live.

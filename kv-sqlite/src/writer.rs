@@ -15,7 +15,7 @@ use kv_core::{Clock, Versionstamp};
 use rusqlite::Connection;
 
 use crate::error::SqliteError;
-use crate::reader::{ReadRequest, read_with_retry};
+use crate::reader::ReadRequest;
 use crate::store;
 
 /// How often the writer looks for commits of other connections (and for
@@ -140,10 +140,7 @@ impl Writer {
                 self.commit_batch(std::mem::take(&mut writes));
             }
             for r in reads.drain(..) {
-                if !r.reply.is_canceled() {
-                    let result = read_with_retry(&self.conn, &r.ranges, self.clock.now_ms());
-                    let _ = r.reply.send(result.map_err(Into::into));
-                }
+                r.serve(&self.conn, self.clock.now_ms());
             }
         }
     }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use kv_core::{Kv, KvValue, ListOptions, Selector, key};
+use kv_core::backend::ReadRange;
+use kv_core::{Consistency, Kv, KvValue, ListOptions, Selector, key};
 use kv_remote::RemoteConfig;
 
 /// The allocator of the `kv` binary, so the client side pays what a
@@ -193,17 +194,44 @@ where
     Ok((all.len(), started.elapsed().as_secs_f64(), all))
 }
 
-/// Writes `len` keys under `prefix`, then lists them all from every
-/// connection at once: listings done, seconds, latencies, CPU per listing.
+/// A listing workload: `keys` keys under `prefix`, read `batch` entries
+/// per request.
+#[derive(Clone, Copy)]
+struct ListWorkload {
+    prefix: &'static str,
+    keys: u64,
+    batch: usize,
+    how: Listing,
+}
+
+/// How a listing workload reads its keys.
+#[derive(Clone, Copy)]
+enum Listing {
+    /// `Backend::snapshot_read` of the selector's range, page after page:
+    /// what every KV Connect client receives (keys as bytes, values
+    /// undecoded) before turning it into its own values. Measures the
+    /// server, with the least load-generator work beside it.
+    Raw,
+    /// `Kv::list(..).collect_all()`: a Rust application's listing, keys
+    /// decoded into typed parts.
+    Typed,
+}
+
+/// Writes the workload's keys, then lists them all from every connection
+/// at once: listings done, seconds, latencies, CPU per listing.
 async fn listings(
     args: &Args,
     kv: &Kv,
     kvs: &[Kv],
     duration: Duration,
-    prefix: &'static str,
-    len: u64,
-    options: ListOptions,
+    workload: ListWorkload,
 ) -> anyhow::Result<(usize, f64, Vec<Duration>, serde_json::Value)> {
+    let ListWorkload {
+        prefix,
+        keys: len,
+        batch,
+        how,
+    } = workload;
     for chunk in 0..len.div_ceil(100) {
         let mut op = kv.atomic();
         for i in chunk * 100..((chunk + 1) * 100).min(len) {
@@ -211,24 +239,59 @@ async fn listings(
         }
         op.commit().await?;
     }
+    let selector = Selector::prefix(key![prefix]);
+    let bounds = selector.bounds()?;
     let cpu = Cpu::now(args.server_pid);
     let (ops, secs, lat) = concurrent(kvs, duration, move |kv, _, _| {
-        let options = options.clone();
+        let (selector, bounds) = (selector.clone(), bounds.clone());
         async move {
-            let got = kv
-                .list(Selector::prefix(key![prefix]), options)
-                .collect_all()
-                .await?;
-            anyhow::ensure!(
-                got.len() as u64 == len,
-                "listed {} keys of {len}",
-                got.len()
-            );
+            let listed = match how {
+                Listing::Typed => {
+                    let options = ListOptions::default().with_batch_size(batch);
+                    kv.list(selector, options).collect_all().await?.len()
+                }
+                Listing::Raw => raw_listing(&kv, bounds.start, bounds.end, batch).await?,
+            };
+            anyhow::ensure!(listed as u64 == len, "listed {listed} keys of {len}");
             Ok(())
         }
     })
     .await?;
     Ok((ops, secs, lat, cpu.per_op(args.server_pid, ops)))
+}
+
+/// Reads `[start, end)` in requests of `batch` entries, each starting
+/// after the last key of the one before, as `Kv::list` pages; the number
+/// of entries read.
+async fn raw_listing(
+    kv: &Kv,
+    mut start: Vec<u8>,
+    end: Vec<u8>,
+    batch: usize,
+) -> anyhow::Result<usize> {
+    let mut listed = 0;
+    loop {
+        let range = ReadRange {
+            start,
+            end: end.clone(),
+            limit: u32::try_from(batch)?,
+            reverse: false,
+        };
+        let page = kv
+            .backend()
+            .snapshot_read(vec![range], Consistency::Strong)
+            .await?
+            .pop()
+            .context("a read of one range answered none")?;
+        listed += page.len();
+        match page.last() {
+            Some(last) if page.len() == batch => {
+                start = last.key.clone();
+                start.push(0);
+            }
+            _ => return Ok(listed),
+        }
+    }
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -326,17 +389,33 @@ async fn main() -> anyhow::Result<()> {
             serde_json::json!({"goal_per_sec": 30000}),
         );
     }
+    let list1000 = |how| ListWorkload {
+        prefix: "rs-list",
+        keys: 1000,
+        batch: 1000,
+        how,
+    };
     if args.wants("list1000_x64") {
-        let options = ListOptions::default().with_batch_size(1000);
-        let (ops, s, lat, cpu) = listings(&args, &kv, &kvs, secs, "rs-list", 1000, options).await?;
+        let workload = list1000(Listing::Raw);
+        let (ops, s, lat, cpu) = listings(&args, &kv, &kvs, secs, workload).await?;
         let goal = serde_json::json!({"goal_per_sec": 5000});
         report("list1000_x64", ops, s, lat, cpu, goal);
     }
+    // The same listings as a Rust application makes them: keys decoded.
+    if args.wants("list1000_x64_kv") {
+        let workload = list1000(Listing::Typed);
+        let (ops, s, lat, cpu) = listings(&args, &kv, &kvs, secs, workload).await?;
+        report("list1000_x64_kv", ops, s, lat, cpu, serde_json::json!({}));
+    }
     // Deno's default batch (100): the read size of most listings.
     if args.wants("list100_x64") {
-        let options = ListOptions::default();
-        let (ops, s, lat, cpu) =
-            listings(&args, &kv, &kvs, secs, "rs-list100", 100, options).await?;
+        let workload = ListWorkload {
+            prefix: "rs-list100",
+            keys: 100,
+            batch: 100,
+            how: Listing::Typed,
+        };
+        let (ops, s, lat, cpu) = listings(&args, &kv, &kvs, secs, workload).await?;
         report("list100_x64", ops, s, lat, cpu, serde_json::json!({}));
     }
 

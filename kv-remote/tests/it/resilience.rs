@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use kv_core::backend::{
-    AtomicWrite, Backend, CommitOutcome, Consistency, RawEntry, ReadRange, WatchStream,
+    AtomicWrite, Backend, CommitOutcome, Consistency, RawEntry, ReadRange, ReadSink, WatchStream,
 };
 use kv_core::{Error, Kv, KvValue, MemoryBackend, key};
 
@@ -36,6 +36,15 @@ impl Backend for FaultyBackend {
         c: Consistency,
     ) -> kv_core::Result<Vec<Vec<RawEntry>>> {
         self.inner.snapshot_read(ranges, c).await
+    }
+
+    async fn snapshot_read_into(
+        &self,
+        ranges: Vec<ReadRange>,
+        c: Consistency,
+        sink: Box<dyn ReadSink>,
+    ) -> kv_core::Result<Box<dyn ReadSink>> {
+        self.inner.snapshot_read_into(ranges, c, sink).await
     }
 
     async fn atomic_write(&self, write: AtomicWrite) -> kv_core::Result<CommitOutcome> {
