@@ -450,7 +450,122 @@ forward_backend!(Box<T>);
 
 #[cfg(test)]
 mod tests {
-    use super::ReadBudget;
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::{Kv, MemoryBackend, PrefixBackend, key};
+
+    fn ranges() -> Vec<ReadRange> {
+        let range = |start: &[u8], end: &[u8], limit, reverse| ReadRange {
+            start: start.to_vec(),
+            end: end.to_vec(),
+            limit,
+            reverse,
+        };
+        let b = key!["b"].encode().unwrap();
+        let mut after_b = b.clone();
+        after_b.push(0);
+        vec![
+            range(&[0x00], &[0xfe], 10, false),
+            range(&[0x00], &[0xfe], 2, true),
+            range(&b, &after_b, 1, false),
+            range(&[0x30], &[0x31], 10, false),
+        ]
+    }
+
+    /// Through the default method and through a namespace (whose sink
+    /// strips the prefix), a sink sees exactly what `snapshot_read` returns.
+    #[tokio::test]
+    async fn read_into_hands_over_what_snapshot_read_returns() {
+        let memory = Arc::new(MemoryBackend::new());
+        let namespace = PrefixBackend::new(memory.clone(), b"ns".to_vec());
+        let kv = Kv::new(namespace.clone());
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            kv.set(key![name], KvValue::U64(i as u64)).await.unwrap();
+        }
+        kv.set(key!["d"], KvValue::V8(vec![0xff, 0x0f, 0x22, 0x01, 0x78]))
+            .await
+            .unwrap();
+        for backend in [&namespace as &dyn Backend, &memory] {
+            let expected = backend
+                .snapshot_read(ranges(), Consistency::Strong)
+                .await
+                .unwrap();
+            let got = read_into(backend, ranges(), Consistency::Strong, Vec::new())
+                .await
+                .unwrap();
+            assert_eq!(got, expected);
+        }
+        let got = namespace.snapshot_read(ranges(), Consistency::Strong).await;
+        let got = got.unwrap();
+        assert_eq!(got[0].len(), 4);
+        assert_eq!(got[0][0].key, key!["a"].encode().unwrap());
+        assert_eq!(got[2].len(), 1, "the point read finds b");
+        assert!(got[3].is_empty());
+    }
+
+    /// Gives back a sink of its own instead of the caller's.
+    #[derive(Debug)]
+    struct SwapsTheSink(MemoryBackend);
+
+    #[async_trait]
+    impl Backend for SwapsTheSink {
+        fn name(&self) -> &str {
+            "swaps-the-sink"
+        }
+
+        async fn snapshot_read(
+            &self,
+            ranges: Vec<ReadRange>,
+            consistency: Consistency,
+        ) -> Result<Vec<Vec<RawEntry>>> {
+            self.0.snapshot_read(ranges, consistency).await
+        }
+
+        async fn snapshot_read_into(
+            &self,
+            _ranges: Vec<ReadRange>,
+            _consistency: Consistency,
+            _sink: Box<dyn ReadSink>,
+        ) -> Result<Box<dyn ReadSink>> {
+            Ok(Box::new(Vec::<Vec<RawEntry>>::new()))
+        }
+
+        async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
+            self.0.atomic_write(write).await
+        }
+
+        fn watch(&self, keys: Vec<Vec<u8>>) -> WatchStream {
+            self.0.watch(keys)
+        }
+
+        async fn close(&self) {
+            self.0.close().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_swaps_the_sink_gets_an_error_not_a_panic() {
+        struct Count(usize);
+        impl ReadSink for Count {
+            fn begin_range(&mut self) {}
+            fn entry(&mut self, _: &[u8], _: ValueRef<'_>, _: Versionstamp) {
+                self.0 += 1;
+            }
+            fn clear(&mut self) {
+                self.0 = 0;
+            }
+        }
+        let backend = SwapsTheSink(MemoryBackend::new());
+        let result = read_into(&backend, ranges(), Consistency::Strong, Count(0)).await;
+        assert!(
+            matches!(&result, Err(Error::Backend { backend, .. }) if backend == "swaps-the-sink"),
+            "{:?}",
+            result.map(|c| c.0)
+        );
+    }
 
     #[test]
     fn a_read_budget_is_exceeded_by_the_entry_that_overdraws_it() {

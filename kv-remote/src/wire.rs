@@ -457,6 +457,54 @@ mod tests {
         }
     }
 
+    /// Ranges whose lengths take one to four varint bytes: the room left
+    /// for a range's length (three bytes) is shrunk, kept or grown.
+    #[test]
+    fn ranges_of_every_length_size_encode_as_prost_does() {
+        let range = |entries: usize, value_len: usize| -> Vec<RawEntry> {
+            (0..entries)
+                .map(|i| RawEntry {
+                    key: format!("key-{i:06}").into_bytes(),
+                    value: KvValue::Bytes(vec![i as u8; value_len]),
+                    versionstamp: Versionstamp::from_counter(i as u64),
+                })
+                .collect()
+        };
+        let ranges = vec![
+            range(0, 0),
+            range(1, 10),
+            range(30, 400),
+            range(200, 100),
+            range(40, 64 * 1024),
+            range(2, 0),
+        ];
+        let expected = crate::convert::read_output(ranges.clone()).encode_to_vec();
+        assert!(expected.len() > 2 << 20, "one range needs a 4-byte length");
+        assert_eq!(encode_read_output(&ranges), expected);
+        let out = decode_read_output(&expected).unwrap();
+        assert_eq!(out.ranges, ranges);
+    }
+
+    /// A backend that starts a read over clears the sink: what it wrote
+    /// first leaves no trace.
+    #[test]
+    fn a_cleared_encoder_starts_afresh() {
+        let entry = RawEntry {
+            key: b"k".to_vec(),
+            value: KvValue::U64(7),
+            versionstamp: Versionstamp::from_counter(1),
+        };
+        let mut encoder = ReadOutputEncoder::new();
+        encoder.begin_range();
+        encoder.entry(b"stale", ValueRef::V8(&[1, 2, 3]), entry.versionstamp);
+        encoder.begin_range();
+        encoder.clear();
+        encoder.begin_range();
+        encoder.entry(&entry.key, entry.value.as_value_ref(), entry.versionstamp);
+        let ranges = vec![vec![entry]];
+        assert_eq!(encoder.finish(), encode_read_output(&ranges));
+    }
+
     #[test]
     fn groups_and_misplaced_fields_go_to_prost() {
         // Field 9 as a start group, then its end.
