@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::StreamExt;
 use kv_core::backend::{
-    AtomicWrite, Backend, CommitOutcome, Consistency, RawEntry, ReadRange, SYSTEM_PREFIX,
-    WatchStream, is_system_key,
+    AtomicWrite, Backend, CommitOutcome, Consistency, RawEntry, ReadRange, ReadSink, SYSTEM_PREFIX,
+    WatchStream, is_system_key, read_into,
 };
 use kv_core::{Error, Result};
 use prost::Message;
@@ -543,6 +543,16 @@ impl Backend for RemoteBackend {
         ranges: Vec<ReadRange>,
         consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>> {
+        let entries = Vec::with_capacity(ranges.len());
+        read_into(self, ranges, consistency, entries).await
+    }
+
+    async fn snapshot_read_into(
+        &self,
+        ranges: Vec<ReadRange>,
+        consistency: Consistency,
+        mut sink: Box<dyn ReadSink>,
+    ) -> Result<Box<dyn ReadSink>> {
         let n = ranges.len();
         let system = ranges
             .iter()
@@ -550,7 +560,9 @@ impl Backend for RemoteBackend {
         let call = Call::new(Method::SnapshotRead, system);
         let body = convert::read_to_proto(ranges).encode_to_vec();
         let out = self.inner.call(call, consistency, body).await?;
-        convert::read_response(&out, n, consistency == Consistency::Strong)
+        let strong = consistency == Consistency::Strong;
+        convert::read_response(&out, n, strong, &mut *sink)?;
+        Ok(sink)
     }
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {

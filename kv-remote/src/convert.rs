@@ -5,7 +5,7 @@
 
 use kv_core::backend::{
     AtomicWrite, Check, CommitOutcome, DEFAULT_BACKOFF_SCHEDULE, Enqueue, Mutation, MutationKind,
-    RawEntry, ReadRange, SYSTEM_PREFIX,
+    RawEntry, ReadRange, ReadSink, SYSTEM_PREFIX,
 };
 use kv_core::limits::{self, MAX_DELAY_MS};
 use kv_core::{Error, KvValue, Result, Versionstamp};
@@ -13,7 +13,7 @@ use kv_core::{Error, KvValue, Result, Versionstamp};
 use prost::Message;
 
 use crate::proto;
-use crate::wire::ReadOutput;
+use crate::wire::{ReadOutput, ReadStatus};
 
 fn invalid(msg: &str) -> Error {
     Error::InvalidArgument(msg.to_owned())
@@ -244,17 +244,18 @@ fn raw_entry(e: proto::KvEntry) -> Result<RawEntry> {
     })
 }
 
-/// A read response, checked against the request: decoded by
+/// A read response, checked against the request, into `sink`: decoded by
 /// [`wire`](crate::wire), or by prost when that steps aside.
 pub(crate) fn read_response(
     body: &[u8],
     ranges: usize,
     strong: bool,
-) -> Result<Vec<Vec<RawEntry>>> {
-    if let Some(out) = crate::wire::decode_read_output(body) {
-        check_read(&out, ranges, strong)?;
-        return Ok(out.ranges);
+    sink: &mut dyn ReadSink,
+) -> Result<()> {
+    if let Some(status) = crate::wire::decode_read_output_into(body, sink) {
+        return check_read(status, ranges, strong);
     }
+    sink.clear();
     let out = proto::SnapshotReadOutput::decode(body)
         .map_err(|e| Error::InvalidValue(format!("KV Connect failed to decode response: {e}")))?;
     let out = ReadOutput {
@@ -264,14 +265,18 @@ pub(crate) fn read_response(
         status: out.status,
     };
     // The entries convert only after the answer as a whole is checked.
-    check_read(&out, ranges, strong)?;
-    out.ranges
-        .into_iter()
-        .map(|r| r.into_iter().map(raw_entry).collect())
-        .collect()
+    check_read(out.status(), ranges, strong)?;
+    for range in out.ranges {
+        sink.begin_range();
+        for e in range {
+            let e = raw_entry(e)?;
+            sink.entry(&e.key, e.value.as_value_ref(), e.versionstamp);
+        }
+    }
+    Ok(())
 }
 
-fn check_read<E>(out: &ReadOutput<E>, ranges: usize, strong: bool) -> Result<()> {
+fn check_read(out: ReadStatus, ranges: usize, strong: bool) -> Result<()> {
     let status = out.status;
     if out.read_disabled || status == proto::SnapshotReadStatus::SrReadDisabled as i32 {
         return Err(Error::Unavailable {
@@ -288,7 +293,7 @@ fn check_read<E>(out: &ReadOutput<E>, ranges: usize, strong: bool) -> Result<()>
             message: "Strong consistency reads are not available for this database".into(),
         });
     }
-    let got = out.ranges.len();
+    let got = out.ranges;
     if got != ranges {
         return Err(protocol(format!("asked for {ranges} ranges, got {got}")));
     }

@@ -6,13 +6,14 @@
 //! (a `Vec` per versionstamp, a reference count per field, another tree to
 //! drop). Here the server encodes entries as the backend reads them
 //! ([`ReadOutputEncoder`]), byte for byte what prost writes, and the client
-//! decodes straight into `RawEntry`s. Input the
+//! decodes straight into its caller's [`ReadSink`], entries borrowed from
+//! the response. Input the
 //! decoder does not expect (groups, a known field with another wire type, an
 //! entry that does not convert) returns `None`, and the caller decodes it
 //! with prost, so odd messages get exactly prost's reading and errors.
 
 use kv_core::backend::{RawEntry, ReadSink};
-use kv_core::{KvValue, ValueRef, Versionstamp};
+use kv_core::{ValueRef, Versionstamp};
 
 use crate::proto::SnapshotReadStatus;
 
@@ -249,17 +250,59 @@ fn skip(buf: &mut &[u8], wire: u8) -> Option<()> {
     }
 }
 
+/// What a `SnapshotReadOutput` says beside its entries.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ReadStatus {
+    /// How many ranges it answered.
+    pub(crate) ranges: usize,
+    pub(crate) read_disabled: bool,
+    pub(crate) read_is_strongly_consistent: bool,
+    pub(crate) status: i32,
+}
+
+impl<E> ReadOutput<E> {
+    pub(crate) fn status(&self) -> ReadStatus {
+        ReadStatus {
+            ranges: self.ranges.len(),
+            read_disabled: self.read_disabled,
+            read_is_strongly_consistent: self.read_is_strongly_consistent,
+            status: self.status,
+        }
+    }
+}
+
 /// Reads a `SnapshotReadOutput`; `None` sends the caller to prost.
-pub(crate) fn decode_read_output(mut buf: &[u8]) -> Option<ReadOutput> {
-    let mut out = ReadOutput {
-        ranges: Vec::new(),
+#[cfg(test)]
+fn decode_read_output(buf: &[u8]) -> Option<ReadOutput> {
+    let mut ranges = Vec::new();
+    let status = decode_read_output_into(buf, &mut ranges)?;
+    Some(ReadOutput {
+        ranges,
+        read_disabled: status.read_disabled,
+        read_is_strongly_consistent: status.read_is_strongly_consistent,
+        status: status.status,
+    })
+}
+
+/// Reads a `SnapshotReadOutput`, handing its entries to `sink` borrowed
+/// from `buf`; `None` sends the caller to prost, and `sink` then holds part
+/// of the answer, to be cleared.
+pub(crate) fn decode_read_output_into(
+    mut buf: &[u8],
+    sink: &mut dyn ReadSink,
+) -> Option<ReadStatus> {
+    let mut out = ReadStatus {
+        ranges: 0,
         read_disabled: false,
         read_is_strongly_consistent: false,
         status: 0,
     };
     while !buf.is_empty() {
         match field_key(&mut buf)? {
-            (1, LEN) => out.ranges.push(range(len_delimited(&mut buf)?)?),
+            (1, LEN) => {
+                out.ranges += 1;
+                range(len_delimited(&mut buf)?, sink)?;
+            }
             (2, VARINT) => out.read_disabled = varint(&mut buf)? != 0,
             (4, VARINT) => out.read_is_strongly_consistent = varint(&mut buf)? != 0,
             (8, VARINT) => out.status = varint(&mut buf)? as i32,
@@ -270,19 +313,19 @@ pub(crate) fn decode_read_output(mut buf: &[u8]) -> Option<ReadOutput> {
     Some(out)
 }
 
-fn range(mut buf: &[u8]) -> Option<Vec<RawEntry>> {
-    let mut entries = Vec::new();
+fn range(mut buf: &[u8], sink: &mut dyn ReadSink) -> Option<()> {
+    sink.begin_range();
     while !buf.is_empty() {
         match field_key(&mut buf)? {
-            (1, LEN) => entries.push(entry(len_delimited(&mut buf)?)?),
+            (1, LEN) => entry(len_delimited(&mut buf)?, sink)?,
             (1, _) => return None,
             (_, wire) => skip(&mut buf, wire)?,
         }
     }
-    Some(entries)
+    Some(())
 }
 
-fn entry(mut buf: &[u8]) -> Option<RawEntry> {
+fn entry(mut buf: &[u8], sink: &mut dyn ReadSink) -> Option<()> {
     // Proto3: a field left out holds its default; a repeated one, the last.
     let (mut key, mut value, mut encoding, mut stamp): (&[u8], &[u8], i32, &[u8]) =
         (&[], &[], 0, &[]);
@@ -296,17 +339,17 @@ fn entry(mut buf: &[u8]) -> Option<RawEntry> {
             (_, wire) => skip(&mut buf, wire)?,
         }
     }
-    Some(RawEntry {
-        key: key.to_vec(),
-        value: KvValue::from_encoded(i64::from(encoding), value.to_vec()).ok()?,
-        versionstamp: Versionstamp::from_slice(stamp).ok()?,
-    })
+    let value = ValueRef::from_encoded(i64::from(encoding), value).ok()?;
+    sink.entry(key, value, Versionstamp::from_slice(stamp).ok()?);
+    Some(())
 }
 
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
     use prost::Message;
+
+    use kv_core::KvValue;
 
     use super::*;
     use crate::proto;

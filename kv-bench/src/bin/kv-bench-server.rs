@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use kv_core::backend::ReadRange;
-use kv_core::{Consistency, Kv, KvValue, ListOptions, Selector, key};
+use kv_core::backend::{ReadRange, ReadSink, read_into};
+use kv_core::{Consistency, Kv, KvValue, ListOptions, Selector, ValueRef, Versionstamp, key};
 use kv_remote::RemoteConfig;
 
 /// The allocator of the `kv` binary, so the client side pays what a
@@ -207,10 +207,11 @@ struct ListWorkload {
 /// How a listing workload reads its keys.
 #[derive(Clone, Copy)]
 enum Listing {
-    /// `Backend::snapshot_read` of the selector's range, page after page:
-    /// what every KV Connect client receives (keys as bytes, values
-    /// undecoded) before turning it into its own values. Measures the
-    /// server, with the least load-generator work beside it.
+    /// The selector's range read page after page through `RemoteBackend`
+    /// into a sink that counts the entries and checks their order: what
+    /// every KV Connect client receives before it builds values of its
+    /// own. Measures the server, with the least load-generator work beside
+    /// it on the shared cores.
     Raw,
     /// `Kv::list(..).collect_all()`: a Rust application's listing, keys
     /// decoded into typed parts.
@@ -277,20 +278,47 @@ async fn raw_listing(
             limit: u32::try_from(batch)?,
             reverse: false,
         };
-        let page = kv
-            .backend()
-            .snapshot_read(vec![range], Consistency::Strong)
-            .await?
-            .pop()
-            .context("a read of one range answered none")?;
-        listed += page.len();
-        match page.last() {
-            Some(last) if page.len() == batch => {
-                start = last.key.clone();
-                start.push(0);
-            }
-            _ => return Ok(listed),
+        let page = read_into(
+            &**kv.backend(),
+            vec![range],
+            Consistency::Strong,
+            Page::default(),
+        );
+        let page = page.await?;
+        anyhow::ensure!(page.ascending, "a page's keys are out of order");
+        listed += page.entries;
+        if page.entries < batch {
+            return Ok(listed);
         }
+        start = page.last;
+        start.push(0);
+    }
+}
+
+/// One page of a raw listing, as a proxy passing entries on sees it: the
+/// entries are counted and their order checked, none is copied but the
+/// last key (where the next page starts).
+#[derive(Default)]
+struct Page {
+    entries: usize,
+    last: Vec<u8>,
+    ascending: bool,
+}
+
+impl ReadSink for Page {
+    fn begin_range(&mut self) {
+        self.ascending = true;
+    }
+
+    fn entry(&mut self, key: &[u8], _: ValueRef<'_>, _: Versionstamp) {
+        self.ascending &= self.entries == 0 || key > self.last.as_slice();
+        self.entries += 1;
+        self.last.clear();
+        self.last.extend_from_slice(key);
+    }
+
+    fn clear(&mut self) {
+        *self = Page::default();
     }
 }
 
