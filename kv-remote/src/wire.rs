@@ -201,7 +201,19 @@ pub(crate) struct ReadOutput<E = RawEntry> {
     pub(crate) status: i32,
 }
 
+#[inline]
 fn varint(buf: &mut &[u8]) -> Option<u64> {
+    // Field keys and most lengths of an entry take one byte.
+    match buf.split_first() {
+        Some((&b, rest)) if b < 0x80 => {
+            *buf = rest;
+            Some(u64::from(b))
+        }
+        _ => varint_long(buf),
+    }
+}
+
+fn varint_long(buf: &mut &[u8]) -> Option<u64> {
     let mut v = 0u64;
     for i in 0..10 {
         let (&b, rest) = buf.split_first()?;
