@@ -141,21 +141,31 @@ impl ReadSink for Vec<Vec<RawEntry>> {
 /// ([`Backend::snapshot_read_into`]) and gives the sink back.
 ///
 /// # Errors
-/// As [`Backend::snapshot_read`]; [`Error::Backend`] if the backend gives
-/// back a sink other than the one it was handed (a bug in the backend).
+/// As [`Backend::snapshot_read`], and as [`downcast_sink`].
 pub async fn read_into<S: ReadSink, B: Backend + ?Sized>(
     backend: &B,
     ranges: Vec<ReadRange>,
     consistency: Consistency,
     sink: S,
 ) -> Result<S> {
-    let sink: Box<dyn Any> = backend
+    let sink = backend
         .snapshot_read_into(ranges, consistency, Box::new(sink))
         .await?;
+    downcast_sink(sink, backend.name())
+}
+
+/// The sink of type `S` that `backend` gave back from
+/// [`Backend::snapshot_read_into`].
+///
+/// # Errors
+/// [`Error::Backend`] if it is another sink than it was handed (a bug in
+/// the backend).
+pub fn downcast_sink<S: ReadSink>(sink: Box<dyn ReadSink>, backend: &str) -> Result<S> {
+    let sink: Box<dyn Any> = sink;
     sink.downcast::<S>()
         .map(|s| *s)
         .map_err(|_| Error::Backend {
-            backend: backend.name().to_owned(),
+            backend: backend.to_owned(),
             source: "snapshot_read_into returned another sink".into(),
         })
 }

@@ -73,7 +73,7 @@ use async_trait::async_trait;
 use crossbeam_channel::Sender;
 use futures::channel::oneshot;
 use kv_core::backend::{
-    AtomicWrite, RawEntry, ReadBudget, ReadRange, ReadSink, WatchStream, read_into,
+    AtomicWrite, RawEntry, ReadBudget, ReadRange, ReadSink, WatchStream, downcast_sink,
 };
 use kv_core::watch::{WatchHub, watch_keys};
 use kv_core::workers::Workers;
@@ -336,6 +336,21 @@ impl Inner {
         Ok(false)
     }
 
+    /// Reads on a thread of the backend's own into `sink`.
+    async fn read_on_thread(
+        &self,
+        ranges: Vec<ReadRange>,
+        sink: Box<dyn ReadSink>,
+    ) -> Result<Box<dyn ReadSink>> {
+        let (reply, result) = oneshot::channel();
+        self.send_read(ReadRequest {
+            ranges,
+            sink,
+            reply,
+        })?;
+        result.await.map_err(|_| Error::Closed)?
+    }
+
     fn send_read(&self, request: ReadRequest) -> Result<()> {
         let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
         let channels = channels.as_ref().ok_or(Error::Closed)?;
@@ -397,10 +412,16 @@ impl Backend for SqliteBackend {
     async fn snapshot_read(
         &self,
         ranges: Vec<ReadRange>,
-        consistency: Consistency,
+        _consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>> {
-        let entries = Vec::with_capacity(ranges.len());
-        read_into(self, ranges, consistency, entries).await
+        // Not through `snapshot_read_into`: an inline read then fills the
+        // entries in place, without boxing them as a sink.
+        let mut entries = Vec::with_capacity(ranges.len());
+        if self.inner.read_inline(&ranges, &mut entries)? {
+            return Ok(entries);
+        }
+        let sink = self.inner.read_on_thread(ranges, Box::new(entries)).await?;
+        downcast_sink(sink, BACKEND)
     }
 
     async fn snapshot_read_into(
@@ -412,13 +433,7 @@ impl Backend for SqliteBackend {
         if self.inner.read_inline(&ranges, &mut *sink)? {
             return Ok(sink);
         }
-        let (reply, result) = oneshot::channel();
-        self.inner.send_read(ReadRequest {
-            ranges,
-            sink,
-            reply,
-        })?;
-        result.await.map_err(|_| Error::Closed)?
+        self.inner.read_on_thread(ranges, sink).await
     }
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
