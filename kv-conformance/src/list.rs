@@ -2,7 +2,8 @@
 
 use anyhow::ensure;
 use futures::StreamExt;
-use kv_core::{Error, Key, KvValue, Limit, ListOptions, Selector, key};
+use kv_core::backend::{ReadRange, read_into};
+use kv_core::{Consistency, Error, Key, KvValue, Limit, ListOptions, Selector, key};
 
 use crate::Cx;
 use crate::util::b;
@@ -40,6 +41,7 @@ declare_cases!("list":
     cursor_is_empty_after_exhaustion,
     cursor_after_the_limit_is_the_last_entry,
     a_batch_of_large_values_comes_back_whole,
+    a_read_into_a_sink_sees_what_a_read_returns,
     list_hides_deleted_keys,
     list_returns_values_and_versionstamps,
     large_listing_spans_many_batches,
@@ -661,6 +663,100 @@ async fn a_batch_of_large_values_comes_back_whole(cx: Cx) -> anyhow::Result<()> 
             .all(|(i, e)| e.as_ref().is_some_and(|e| e.value == value(i as u64))),
         "getMany of 10 large values"
     );
+    Ok(())
+}
+
+/// `Backend::snapshot_read_into` (how `kv serve` reads, straight into its
+/// response) hands over exactly what `snapshot_read` returns: every range
+/// of a read in order, small reads and one too large for the caller's
+/// thread, values of every encoding.
+async fn a_read_into_a_sink_sees_what_a_read_returns(cx: Cx) -> anyhow::Result<()> {
+    seed(&cx).await?;
+    let mut op = cx.kv.atomic();
+    op.set(key!["n", 1], KvValue::U64(7));
+    op.set(key!["n", 2], KvValue::V8(vec![0xff, 0x0f, 0x54]));
+    for i in 0..12u64 {
+        op.set(key!["wide", i], KvValue::Bytes(vec![i as u8; 60_000]));
+    }
+    op.commit().await?;
+    let range = |sel: Selector, limit: u32, reverse: bool| -> anyhow::Result<ReadRange> {
+        let bounds = sel.bounds()?;
+        Ok(ReadRange {
+            start: bounds.start,
+            end: bounds.end,
+            limit,
+            reverse,
+        })
+    };
+    let a_b = key!["a", "b"].encode()?;
+    let mut after_a_b = a_b.clone();
+    after_a_b.push(0);
+    let reads = vec![
+        vec![range(Selector::prefix(key!["a"]), 100, false)?],
+        vec![
+            range(Selector::prefix(key!["a"]), 3, true)?,
+            ReadRange {
+                start: a_b,
+                end: after_a_b,
+                limit: 1,
+                reverse: false,
+            },
+            range(Selector::prefix(key!["n"]), 10, false)?,
+            range(Selector::prefix(key!["none"]), 10, false)?,
+        ],
+        vec![range(Selector::prefix(key!["wide"]), 100, false)?],
+        vec![range(Selector::prefix(key!["wide"]), 1000, true)?],
+    ];
+    let entry = |k: Key, v: KvValue| (k, v);
+    let a = |c: &str| entry(key!["a", c], b(c));
+    let wide = |i: u64| entry(key!["wide", i], KvValue::Bytes(vec![i as u8; 60_000]));
+    let expected = vec![
+        vec![vec![
+            a("a"),
+            a("b"),
+            entry(key!["a", "b", "x"], b("bx")),
+            a("c"),
+            a("d"),
+            a("e"),
+        ]],
+        vec![
+            vec![a("e"), a("d"), a("c")],
+            vec![a("b")],
+            vec![
+                entry(key!["n", 1], KvValue::U64(7)),
+                entry(key!["n", 2], KvValue::V8(vec![0xff, 0x0f, 0x54])),
+            ],
+            vec![],
+        ],
+        vec![(0..12).map(wide).collect()],
+        vec![(0..12).rev().map(wide).collect()],
+    ];
+    let backend = cx.kv.backend();
+    for (ranges, expected) in reads.into_iter().zip(expected) {
+        let read = backend
+            .snapshot_read(ranges.clone(), Consistency::Strong)
+            .await?;
+        let sunk = read_into(&**backend, ranges, Consistency::Strong, Vec::new()).await?;
+        for got in [&read, &sunk] {
+            let got: Vec<Vec<(Key, KvValue)>> = got
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|e| Ok((Key::decode(&e.key)?, e.value.clone())))
+                        .collect::<Result<_, Error>>()
+                })
+                .collect::<Result<_, _>>()?;
+            ensure!(
+                got == expected,
+                "{:?}",
+                got.iter().map(Vec::len).collect::<Vec<_>>()
+            );
+        }
+        ensure!(
+            sunk == read,
+            "the sink got other versionstamps than the read"
+        );
+    }
     Ok(())
 }
 
