@@ -3,6 +3,7 @@
 //! readers run beside a write transaction) and never block the async
 //! executor.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
@@ -11,6 +12,7 @@ use kv_core::Clock;
 use kv_core::backend::{ReadBudget, ReadRange, ReadSink};
 use redb::Database;
 
+use crate::error::BACKEND;
 use crate::store;
 
 /// One snapshot read, the sink its entries go to, and where the sink goes
@@ -29,9 +31,19 @@ pub(crate) fn run(db: Arc<Database>, rx: Receiver<ReadRequest>, clock: Arc<dyn C
         }
         let mut budget = ReadBudget::unlimited();
         let now = clock.now_ms();
-        let result = store::read_ranges(&db, &request.ranges, now, &mut budget, &mut *request.sink);
-        let _ = request
-            .reply
-            .send(result.map(|()| request.sink).map_err(Into::into));
+        let sink = &mut *request.sink;
+        // A sink that panics fails its read, not the thread.
+        let read = catch_unwind(AssertUnwindSafe(|| {
+            store::read_ranges(&db, &request.ranges, now, &mut budget, sink)
+        }));
+        let result = match read {
+            Ok(Ok(())) => Ok(request.sink),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(kv_core::Error::Backend {
+                backend: BACKEND.into(),
+                source: "the read's sink panicked".into(),
+            }),
+        };
+        let _ = request.reply.send(result);
     }
 }

@@ -66,7 +66,7 @@ mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, TryLockError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -314,11 +314,18 @@ impl Inner {
     /// Runs a small read on the caller's thread if an inline connection is
     /// free; `false` (with `sink` cleared) sends it to the reader threads
     /// instead.
-    fn read_inline(&self, ranges: &[ReadRange], sink: &mut dyn ReadSink) -> Result<bool> {
+    fn read_inline<'a>(&'a self, ranges: &[ReadRange], sink: &mut dyn ReadSink) -> Result<bool> {
         let Some(mut budget) = ReadBudget::inline(ranges) else {
             return Ok(false);
         };
-        let Some(conn) = self.inline.iter().find_map(|c| c.try_lock().ok()) else {
+        // A connection whose last reader panicked (in its sink) is as good
+        // as any: its transaction was rolled back as the panic unwound.
+        let free = |c: &'a Mutex<rusqlite::Connection>| match c.try_lock() {
+            Ok(conn) => Some(conn),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        let Some(conn) = self.inline.iter().find_map(free) else {
             return Ok(false);
         };
         if self.channels.read().map_or(true, |c| c.is_none()) {

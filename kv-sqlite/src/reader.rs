@@ -2,6 +2,7 @@
 //! from a shared queue, so reads never wait for the writer (WAL lets them
 //! run beside a commit) and never block the async executor.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,15 +27,25 @@ pub(crate) struct ReadRequest {
 }
 
 impl ReadRequest {
-    /// Reads on `conn` and answers.
+    /// Reads on `conn` and answers. A sink that panics fails its read, not
+    /// the thread.
     pub(crate) fn serve(mut self, conn: &Connection, now: u64) {
         if self.reply.is_canceled() {
             return;
         }
-        let result = read_with_retry(conn, &self.ranges, now, &mut *self.sink);
-        let _ = self
-            .reply
-            .send(result.map(|()| self.sink).map_err(Into::into));
+        let sink = &mut *self.sink;
+        let read = catch_unwind(AssertUnwindSafe(|| {
+            read_with_retry(conn, &self.ranges, now, sink)
+        }));
+        let result = match read {
+            Ok(Ok(())) => Ok(self.sink),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(kv_core::Error::Backend {
+                backend: crate::error::BACKEND.into(),
+                source: "the read's sink panicked".into(),
+            }),
+        };
+        let _ = self.reply.send(result);
     }
 }
 

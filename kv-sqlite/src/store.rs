@@ -85,16 +85,14 @@ pub(crate) fn read_ranges(
             .iter()
             .try_for_each(|r| read_range(conn, r, now, budget, sink));
     }
-    conn.prepare_cached("begin deferred")?.execute([])?;
-    let out = ranges
+    // Dropped unfinished (an error, or a sink that panicked), the
+    // transaction rolls back, so the connection never keeps an old
+    // snapshot open.
+    let txn = conn.unchecked_transaction()?;
+    ranges
         .iter()
-        .try_for_each(|r| read_range(conn, r, now, budget, sink));
-    // Ending a read-only transaction cannot lose anything; the read result
-    // matters more than an error from ending it.
-    let end = if out.is_ok() { "commit" } else { "rollback" };
-    let ended = conn.prepare_cached(end).and_then(|mut s| s.execute([]));
-    out?;
-    ended?;
+        .try_for_each(|r| read_range(conn, r, now, budget, sink))?;
+    txn.commit()?;
     Ok(())
 }
 

@@ -3,8 +3,12 @@
 use std::path::Path;
 
 use anyhow::{Context, ensure};
-use kv_core::backend::{AtomicWrite, Enqueue};
-use kv_core::{Error, Kv, KvValue, ListOptions, Selector, Versionstamp, key};
+use futures::FutureExt;
+use kv_core::backend::{AtomicWrite, Enqueue, ReadRange, ReadSink, read_into};
+use kv_core::{
+    Consistency, Error, Kv, KvValue, ListOptions, PrefixBackend, Selector, ValueRef, Versionstamp,
+    key,
+};
 
 use super::{FileBackend, OpenOptions, TempDb};
 
@@ -353,5 +357,120 @@ pub fn small_reads_from_many_threads_agree(b: &'static dyn FileBackend) -> anyho
     let last = futures::executor::block_on(kv.get(key!["n"]))?.map(|e| e.value);
     ensure!(last == Some(KvValue::U64(writes)), "final count {last:?}");
     futures::executor::block_on(kv.close());
+    Ok(())
+}
+
+/// Reads through a namespace ([`PrefixBackend`]) into a sink, on the
+/// caller's thread and on the backend's own, including a read that
+/// overruns the caller's-thread budget and starts over: the sink ends with
+/// exactly the read's entries, keys without the namespace.
+///
+/// # Errors
+/// When the sink holds other entries than the read, or a step fails.
+pub async fn a_namespace_reads_into_a_sink(b: &'static dyn FileBackend) -> anyhow::Result<()> {
+    let db = TempDb::new(b)?;
+    let namespace = PrefixBackend::new(db.backend()?, b"tenant-1".to_vec());
+    let kv = Kv::new(namespace.clone());
+    let wide = |i: u64| KvValue::Bytes(vec![i as u8; 60_000]);
+    for i in 0..12u64 {
+        kv.set(key!["wide", i], wide(i)).await?;
+    }
+    kv.set(key!["small"], KvValue::U64(1)).await?;
+    for (limit, reverse) in [(100, false), (1000, true), (5, false)] {
+        let bounds = Selector::prefix(key!["wide"]).bounds()?;
+        let range = ReadRange {
+            start: bounds.start,
+            end: bounds.end,
+            limit,
+            reverse,
+        };
+        let got = read_into(&namespace, vec![range], Consistency::Strong, Vec::new()).await?;
+        let mut want: Vec<u64> = (0..12u64.min(u64::from(limit))).collect();
+        if reverse {
+            want.reverse();
+        }
+        ensure!(got.len() == 1, "{} ranges", got.len());
+        let got: Vec<(Vec<u8>, &KvValue)> =
+            got[0].iter().map(|e| (e.key.clone(), &e.value)).collect();
+        let want_keys: Vec<Vec<u8>> = want
+            .iter()
+            .map(|&i| key!["wide", i].encode())
+            .collect::<Result<_, _>>()?;
+        ensure!(
+            got.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>() == want_keys,
+            "limit {limit}: {} keys, or keys that keep the namespace",
+            got.len()
+        );
+        ensure!(
+            got.iter().zip(&want).all(|((_, v), &i)| **v == wide(i)),
+            "limit {limit}: values"
+        );
+    }
+    Ok(())
+}
+
+/// A sink that panics fails its own read and nothing else: a read on the
+/// backend's threads answers with an error (more times than it has
+/// threads), one on the caller's thread panics there, and afterwards reads
+/// of every size work and see new commits (no snapshot left open).
+///
+/// # Errors
+/// When a read after the panics fails or sees an old state.
+pub async fn a_panicking_sink_fails_only_its_read(
+    b: &'static dyn FileBackend,
+) -> anyhow::Result<()> {
+    /// Panics at its first entry.
+    struct Panics;
+    impl ReadSink for Panics {
+        fn begin_range(&mut self) {}
+        fn entry(&mut self, _: &[u8], _: ValueRef<'_>, _: Versionstamp) {
+            std::panic::panic_any("a sink that panics (expected by the test)");
+        }
+        fn clear(&mut self) {}
+    }
+    let db = TempDb::new(b)?;
+    let backend = db.backend()?;
+    let kv = Kv::from_arc(backend.clone());
+    for i in 0..3u64 {
+        kv.set(key!["k", i], KvValue::U64(i)).await?;
+    }
+    let range = |limit| -> anyhow::Result<ReadRange> {
+        let bounds = Selector::prefix(key!["k"]).bounds()?;
+        Ok(ReadRange {
+            start: bounds.start,
+            end: bounds.end,
+            limit,
+            reverse: false,
+        })
+    };
+    // Large reads go to the backend's threads.
+    for _ in 0..5 {
+        let read = read_into(&*backend, vec![range(1000)?], Consistency::Strong, Panics).await;
+        ensure!(
+            matches!(read, Err(Error::Backend { .. })),
+            "a panicking sink on a reader thread: {:?}",
+            read.err()
+        );
+    }
+    // Small ones run on this thread: the panic is the caller's, here. The
+    // second range's panic happens inside a read transaction.
+    for ranges in [vec![range(10)?], vec![range(1)?, range(10)?]] {
+        let read = read_into(&*backend, ranges, Consistency::Strong, Panics);
+        let caught = std::panic::AssertUnwindSafe(read).catch_unwind().await;
+        ensure!(caught.is_err(), "the sink's panic reaches its caller");
+    }
+    for round in 3..8u64 {
+        kv.set(key!["k", round], KvValue::U64(round)).await?;
+        for limit in [10, 1000] {
+            let read = backend
+                .snapshot_read(vec![range(1)?, range(limit)?], Consistency::Strong)
+                .await?;
+            ensure!(
+                read.len() == 2 && read[1].len() as u64 == round + 1,
+                "round {round}, limit {limit}: {:?} entries, an old snapshot",
+                read.iter().map(Vec::len).collect::<Vec<_>>()
+            );
+        }
+    }
     Ok(())
 }

@@ -32,6 +32,16 @@ async fn dropped_handle_without_close_keeps_data_and_unlocks() -> TestResult {
 }
 
 #[tokio::test]
+async fn a_namespace_reads_into_a_sink() -> TestResult {
+    basic::a_namespace_reads_into_a_sink(&Redb).await
+}
+
+#[tokio::test]
+async fn a_panicking_sink_fails_only_its_read() -> TestResult {
+    basic::a_panicking_sink_fails_only_its_read(&Redb).await
+}
+
+#[tokio::test]
 async fn close_is_idempotent_and_final() -> TestResult {
     basic::close_is_idempotent_and_final(&Redb).await
 }
