@@ -75,21 +75,19 @@ impl Record {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Record, RedbError> {
-        let (header, value) = decode_borrowed(bytes)?;
+        let header = Header::decode(bytes)?;
         Ok(Record {
-            value: value.to_value(),
+            value: value_of(bytes)?.to_value(),
             versionstamp: header.versionstamp,
             expire_at: header.expire_at,
         })
     }
 }
 
-/// A record's header and its value, borrowed from `bytes`.
-fn decode_borrowed(bytes: &[u8]) -> Result<(Header, ValueRef<'_>), RedbError> {
-    let header = Header::decode(bytes)?;
-    let value = ValueRef::from_encoded(i64::from(bytes[0]), &bytes[HEADER..])
-        .map_err(|e| RedbError::Record(e.to_string()))?;
-    Ok((header, value))
+/// The value of a record whose header decoded, borrowed from `bytes`.
+fn value_of(bytes: &[u8]) -> Result<ValueRef<'_>, RedbError> {
+    ValueRef::from_encoded(i64::from(bytes[0]), &bytes[HEADER..])
+        .map_err(|e| RedbError::Record(e.to_string()))
 }
 
 /// The part of a record that checks and the sweep look at.
@@ -232,10 +230,10 @@ fn read_range(
     }
     if let Some(key) = point_key(r) {
         if let Some(guard) = table.get(key)? {
-            let (header, value) = decode_borrowed(guard.value())?;
+            let header = Header::decode(guard.value())?;
             if live(header.expire_at, now) {
                 budget.spend(key.len() + guard.value().len());
-                sink.entry(key, value, header.versionstamp);
+                sink.entry(key, value_of(guard.value())?, header.versionstamp);
             }
         }
         return Ok(());
@@ -244,9 +242,10 @@ fn read_range(
     let mut left = r.limit as usize;
     let mut push = |item: Result<_, redb::StorageError>| -> Result<bool, RedbError> {
         let (k, v): (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>) = item?;
-        let (header, value) = decode_borrowed(v.value())?;
+        // Expired records are skipped on their header alone.
+        let header = Header::decode(v.value())?;
         if live(header.expire_at, now) {
-            sink.entry(k.value(), value, header.versionstamp);
+            sink.entry(k.value(), value_of(v.value())?, header.versionstamp);
             left -= 1;
             if !budget.spend(k.value().len() + v.value().len()) {
                 return Ok(false);
