@@ -103,6 +103,19 @@ impl ReadBudget {
 /// ([`Backend::snapshot_read_into`]): borrowed from the backend's storage,
 /// valid only during the call. `Vec<Vec<RawEntry>>` is the sink that keeps
 /// owned copies.
+///
+/// The contract:
+/// - Entries count only once `snapshot_read_into` returns `Ok`: until then
+///   a backend may [`clear`](Self::clear) the sink and start the read over
+///   (a read on the caller's thread that exceeds its [`ReadBudget`], a
+///   retried attempt, a response decoded again another way). A sink that
+///   passes entries on keeps them until the read has ended. On `Err` the
+///   sink is dropped.
+/// - Hand the backend an empty sink: `clear` forgets everything in it.
+/// - The methods run on whichever thread the backend reads on, one of its
+///   own threads included: they must be quick, must not block and must not
+///   panic (a backend answers a panicking read with an error, but the
+///   work is lost).
 pub trait ReadSink: Any + Send {
     /// The entries of the next range follow. Called once per range, in the
     /// order of the request, also for ranges that turn out empty.
@@ -111,9 +124,7 @@ pub trait ReadSink: Any + Send {
     /// One entry of the current range, in the range's order.
     fn entry(&mut self, key: &[u8], value: ValueRef<'_>, versionstamp: Versionstamp);
 
-    /// Forgets everything received: the read starts over (a backend does
-    /// this when a read on the caller's thread exceeds its [`ReadBudget`],
-    /// or one attempt fails and is retried).
+    /// Forgets everything received: the read starts over.
     fn clear(&mut self);
 }
 
@@ -123,6 +134,7 @@ impl ReadSink for Vec<Vec<RawEntry>> {
     }
 
     fn entry(&mut self, key: &[u8], value: ValueRef<'_>, versionstamp: Versionstamp) {
+        debug_assert!(!self.is_empty(), "an entry before its range");
         if let Some(range) = self.last_mut() {
             range.push(RawEntry {
                 key: key.to_vec(),
@@ -155,7 +167,8 @@ pub async fn read_into<S: ReadSink, B: Backend + ?Sized>(
 }
 
 /// The sink of type `S` that `backend` gave back from
-/// [`Backend::snapshot_read_into`].
+/// [`Backend::snapshot_read_into`]: for backends that take a sink of their
+/// own through the boxed path (callers use [`read_into`]).
 ///
 /// # Errors
 /// [`Error::Backend`] if it is another sink than it was handed (a bug in

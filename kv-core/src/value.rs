@@ -76,6 +76,12 @@ impl KvValue {
     }
 }
 
+impl From<ValueRef<'_>> for KvValue {
+    fn from(value: ValueRef<'_>) -> Self {
+        value.to_value()
+    }
+}
+
 /// A value borrowed from where it is stored or received: what a
 /// [`ReadSink`](crate::backend::ReadSink) is handed, so passing a value on
 /// needs no copy of its own.
