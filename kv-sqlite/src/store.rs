@@ -85,15 +85,42 @@ pub(crate) fn read_ranges(
             .iter()
             .try_for_each(|r| read_range(conn, r, now, budget, sink));
     }
-    // Dropped unfinished (an error, or a sink that panicked), the
-    // transaction rolls back, so the connection never keeps an old
-    // snapshot open.
-    let txn = conn.unchecked_transaction()?;
+    conn.prepare_cached("begin deferred")?.execute([])?;
+    let txn = ReadTransaction { conn, open: true };
     ranges
         .iter()
         .try_for_each(|r| read_range(conn, r, now, budget, sink))?;
-    txn.commit()?;
-    Ok(())
+    txn.commit()
+}
+
+/// An open read transaction. Dropped unfinished (an error, or a sink that
+/// panicked) it rolls back, so the connection never keeps an old snapshot
+/// open. (rusqlite's own `Transaction` would parse its statements anew for
+/// every read; these are cached.)
+struct ReadTransaction<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl ReadTransaction<'_> {
+    fn commit(mut self) -> Result<(), SqliteError> {
+        self.conn.prepare_cached("commit")?.execute([])?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for ReadTransaction<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // Ending a read-only transaction cannot lose anything; the
+            // read's own error matters more than one from ending it.
+            let _ = self
+                .conn
+                .prepare_cached("rollback")
+                .and_then(|mut s| s.execute([]));
+        }
+    }
 }
 
 fn read_range(
