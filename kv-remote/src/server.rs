@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -366,6 +367,23 @@ fn data_path(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// The request body, or a refusal that names the server's size limit
+/// (axum's own answer to an oversized body is a bare 413, unlogged).
+fn body_of(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            let limit = state.config.max_body_bytes;
+            let message =
+                format!("Request body is larger than this server's limit of {limit} bytes.");
+            ApiError::new(status, "payload-too-large", message)
+        } else {
+            let message = format!("Request body could not be read: {}.", rejection.body_text());
+            ApiError::new(status, "invalid-argument", message)
+        }
+    })
+}
+
 fn decode<M: Message + Default>(body: &[u8]) -> Result<M, ApiError> {
     M::decode(body).map_err(|e| ApiError::bad_request(format!("Request protobuf is invalid: {e}.")))
 }
@@ -386,10 +404,11 @@ fn protobuf_bytes(body: Vec<u8>) -> Response {
 async fn read_impl(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
     system: bool,
 ) -> Result<Response, ApiError> {
     data_path(&state, &headers)?;
+    let body = body_of(&state, body)?;
     let ranges = convert::read_request(decode(&body)?, system)?;
     // Every endpoint of this server reads the primary, so eventual reads
     // are strongly consistent too.
@@ -401,10 +420,11 @@ async fn read_impl(
 async fn write_impl(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
     system: bool,
 ) -> Result<Response, ApiError> {
     data_path(&state, &headers)?;
+    let body = body_of(&state, body)?;
     let write = convert::write_request(decode(&body)?, state.config.clock.now_ms(), system)?;
     // The commit runs to completion even if the client goes away, so a
     // graceful shutdown never leaves a commit half-way.
@@ -432,10 +452,11 @@ fn frame(payload: &[u8]) -> Bytes {
 async fn watch_impl(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
     system: bool,
 ) -> Result<Response, ApiError> {
     data_path(&state, &headers)?;
+    let body = body_of(&state, body)?;
     let req: proto::Watch = decode(&body)?;
     let keys = convert::watch_request(req, system)?;
     let updates = state.backend.watch(keys).map(|snapshot| match snapshot {

@@ -608,6 +608,11 @@ async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
         413,
         s.data("atomic_write", vec![0; 2 << 20]).await
     );
+    let (_, message) = s.data("snapshot_read", vec![0; 2 << 20]).await;
+    assert!(
+        message.contains("larger than this server's limit of"),
+        "an oversized body is told the limit: {message}"
+    );
 
     // A type mismatch found while applying the commit is the client's mistake too.
     let (status, _) = s
