@@ -290,6 +290,30 @@ fn root_docs_exist() -> anyhow::Result<()> {
     check(problems)
 }
 
+/// The key vectors the tests compile in are a copy, so that `cargo test`
+/// passes in a clone anywhere; where the shared reference sits beside the
+/// repository, the copy must still equal it.
+#[test]
+fn key_vectors_match_the_reference() -> anyhow::Result<()> {
+    let root = workspace_root();
+    let copy = root.join("kv-core/tests/data/key-vectors.json");
+    let reference = root.join("../shared/reference/key-vectors.json");
+    let ours = read(&copy)?;
+    if !reference.is_file() {
+        return Ok(());
+    }
+    let problems = if read(&reference)? == ours {
+        Vec::new()
+    } else {
+        vec![format!(
+            "{} differs from {}: copy the reference over it",
+            copy.display(),
+            reference.display()
+        )]
+    };
+    check(problems)
+}
+
 #[test]
 fn dependency_directions() -> anyhow::Result<()> {
     let members = members()?;

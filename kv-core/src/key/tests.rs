@@ -6,13 +6,11 @@ use serde_json::Value;
 
 use super::*;
 
+/// The reference vectors, compiled in from the repository's copy
+/// (`tests/data/README.md` says where it comes from).
 fn vectors() -> Vec<Value> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/key-vectors.json"
-    );
-    let text = std::fs::read_to_string(path).expect("key-vectors.json is in ../shared/reference");
-    serde_json::from_str::<Vec<Value>>(&text).expect("valid JSON")
+    let text = include_str!("../../tests/data/key-vectors.json");
+    serde_json::from_str::<Vec<Value>>(text).expect("valid JSON")
 }
 
 fn part_from_json(v: &Value) -> KeyPart {
