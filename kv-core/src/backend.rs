@@ -13,6 +13,11 @@ use futures::stream::BoxStream;
 
 use crate::{Error, KvValue, Result, ValueRef, Versionstamp};
 
+pub mod apply;
+pub mod embedded;
+pub mod watch;
+pub mod workers;
+
 /// First byte of the reserved system key space. Typed keys encode with a
 /// tag byte between `0x01` and `0x27`, and raw keys from clients that start
 /// with this byte are refused, so no user key, selector or list can reach
@@ -36,6 +41,18 @@ pub struct ReadRange {
     pub limit: u32,
     /// Scan from `end` downwards. The bounds keep their meaning.
     pub reverse: bool,
+}
+
+/// The range that holds exactly `key`.
+pub fn point_range(key: &[u8]) -> ReadRange {
+    let mut end = key.to_vec();
+    end.push(0);
+    ReadRange {
+        start: key.to_vec(),
+        end,
+        limit: 1,
+        reverse: false,
+    }
 }
 
 /// The most entries a read may ask for (summed over its ranges) and still
@@ -313,6 +330,46 @@ pub struct AtomicWrite {
     /// one returns [`crate::Error::Unsupported`]. A remote backend forwards
     /// them to its server.
     pub enqueues: Vec<Enqueue>,
+}
+
+/// The operation [`StorageWrite::new`] names in its [`Error::Unsupported`].
+pub const ENQUEUE_WITHOUT_QUEUE_LAYER: &str =
+    "enqueue without the queue layer (wrap it in kv_queue::QueueBackend, as kv::open does)";
+
+/// A commit as a storage engine stores it: the checks and mutations of an
+/// [`AtomicWrite`] whose enqueues are already mutations (the queue layer,
+/// kv-queue's `QueueBackend`, turns them into records under
+/// [`SYSTEM_PREFIX`]). Storage engines take this type, not
+/// [`AtomicWrite`], so none of them can drop a queue message unnoticed:
+/// [`StorageWrite::new`] is the one place that refuses a write that still
+/// carries enqueues.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StorageWrite {
+    /// Conditions evaluated against the state before the commit.
+    pub checks: Vec<Check>,
+    /// Changes, applied in order; each sees the effect of the previous ones.
+    pub mutations: Vec<Mutation>,
+}
+
+impl StorageWrite {
+    /// The storage form of `write`, for the storage backend named
+    /// `backend`.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when `write` still carries enqueues: the
+    /// backend was used without the queue layer.
+    pub fn new(write: AtomicWrite, backend: &str) -> Result<Self> {
+        if !write.enqueues.is_empty() {
+            return Err(Error::Unsupported {
+                backend: backend.to_owned(),
+                op: ENQUEUE_WITHOUT_QUEUE_LAYER,
+            });
+        }
+        Ok(StorageWrite {
+            checks: write.checks,
+            mutations: write.mutations,
+        })
+    }
 }
 
 /// The result of a commit that was well-formed.

@@ -10,12 +10,11 @@ use futures::{FutureExt, Stream, StreamExt};
 
 use crate::backend::{
     AtomicWrite, Backend, Check, CommitOutcome, Consistency, Enqueue, Mutation, MutationKind,
-    RawEntry, ReadRange,
+    RawEntry, ReadRange, point_range,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::error::Limit;
 use crate::limits::{self, DEFAULT_BATCH_SIZE, MAX_DERIVED_BATCH_SIZE, MAX_GET_MANY};
-use crate::memory::point_range;
 use crate::selector::{Selector, SelectorBounds};
 use crate::{Error, Key, KvEntry, KvValue, Result, Versionstamp};
 

@@ -33,7 +33,6 @@
 //! # }).unwrap();
 //! ```
 
-pub mod apply;
 pub mod backend;
 pub mod clock;
 mod error;
@@ -45,15 +44,13 @@ mod prefix;
 mod selector;
 mod value;
 mod versionstamp;
-pub mod watch;
-pub mod workers;
 
 pub use backend::{Backend, CommitOutcome, Consistency};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Limit, Result};
 pub use key::{Key, KeyPart};
 pub use kv::{AtomicOperation, EnqueueOptions, Kv, ListIterator, ListOptions, SetOptions};
-pub use memory::{MemoryBackend, point_range};
+pub use memory::MemoryBackend;
 pub use num_bigint::BigInt;
 pub use prefix::PrefixBackend;
 pub use selector::{Selector, SelectorBounds};

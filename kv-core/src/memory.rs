@@ -8,13 +8,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 
-use crate::apply::{Applied, apply, versionstamped_key};
+use crate::backend::apply::{Applied, apply, versionstamped_key};
+use crate::backend::watch::{WatchHub, watch_stream};
 use crate::backend::{
     AtomicWrite, Backend, CommitOutcome, Consistency, MutationKind, RawEntry, ReadRange,
-    WatchStream,
+    StorageWrite, WatchStream,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::watch::{WatchHub, watch_stream};
 use crate::{Error, KvValue, Result, Versionstamp};
 
 #[derive(Clone, Debug)]
@@ -209,12 +209,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
-        if !write.enqueues.is_empty() {
-            return Err(Error::Unsupported {
-                backend: "memory".into(),
-                op: "enqueue",
-            });
-        }
+        let write = StorageWrite::new(write, "memory")?;
         let mut state = self.lock();
         if state.closed {
             return Err(Error::Closed);
@@ -278,7 +273,10 @@ impl Backend for MemoryBackend {
         let sub = self.hub.subscribe(Some(keys.clone()));
         let this = self.clone();
         let read = Arc::new(move || {
-            let ranges: Vec<ReadRange> = keys.iter().map(|k| point_range(k)).collect();
+            let ranges: Vec<ReadRange> = keys
+                .iter()
+                .map(|k| crate::backend::point_range(k))
+                .collect();
             let result = this
                 .read_now(&ranges)
                 .map(|rs| rs.into_iter().map(|mut r| r.pop()).collect());
@@ -290,17 +288,5 @@ impl Backend for MemoryBackend {
     async fn close(&self) {
         self.lock().closed = true;
         self.hub.close();
-    }
-}
-
-/// The range that holds exactly `key`.
-pub fn point_range(key: &[u8]) -> ReadRange {
-    let mut end = key.to_vec();
-    end.push(0);
-    ReadRange {
-        start: key.to_vec(),
-        end,
-        limit: 1,
-        reverse: false,
     }
 }

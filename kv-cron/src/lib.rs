@@ -52,7 +52,8 @@ use futures::FutureExt;
 use kv_core::backend::{
     AtomicWrite, Backend, Check, CommitOutcome, Consistency, Mutation, MutationKind, SYSTEM_PREFIX,
 };
-use kv_core::{Clock, KvValue, SystemClock, Versionstamp, point_range};
+use kv_core::backend::point_range;
+use kv_core::{Clock, KvValue, SystemClock, Versionstamp};
 
 mod schedule;
 

@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
-use kv_core::apply::{Applied, apply, versionstamped_key};
-use kv_core::backend::{AtomicWrite, MutationKind};
+use kv_core::backend::apply::{Applied, apply, versionstamped_key};
+use kv_core::backend::{MutationKind, StorageWrite};
 use kv_core::{CommitOutcome, Error, KvValue, Limit, Result, Versionstamp};
 use rand::Rng;
 
@@ -38,7 +38,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(write: &AtomicWrite) -> Plan {
+    fn new(write: &StorageWrite) -> Plan {
         let mut read: BTreeSet<&[u8]> = write.checks.iter().map(|c| c.key.as_slice()).collect();
         let mut written: BTreeSet<&[u8]> = BTreeSet::new();
         let mut stamped = 0usize;
@@ -77,7 +77,7 @@ impl Plan {
 }
 
 /// Commits `write`; see the crate docs for the scheme.
-pub(crate) async fn atomic_write(inner: &Inner, write: AtomicWrite) -> Result<CommitOutcome> {
+pub(crate) async fn atomic_write(inner: &Inner, write: StorageWrite) -> Result<CommitOutcome> {
     let plan = Plan::new(&write);
     ensure_txn_size(inner, plan.ops).await?;
     let started = Instant::now();
@@ -136,7 +136,7 @@ type Final = Option<(KvValue, Option<u64>)>;
 
 async fn attempt(
     inner: &Inner,
-    write: &AtomicWrite,
+    write: &StorageWrite,
     plan: &Plan,
     points: Option<&Points>,
 ) -> Result<Attempt> {

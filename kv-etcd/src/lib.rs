@@ -25,7 +25,7 @@
 //! - **Commits** are one etcd transaction. Checks and `sum`/`min`/`max`
 //!   need the current values: the commit reads those keys (linearizably),
 //!   evaluates the checks and computes the mutations with
-//!   [`kv_core::apply::apply`], and its transaction compares that every key
+//!   [`kv_core::backend::apply::apply`], and its transaction compares that every key
 //!   it read still has the `mod_revision` it read. If another client got
 //!   there first, the commit starts over (optimistic concurrency), so
 //!   concurrent sums are never lost. A failed check writes nothing and
@@ -157,7 +157,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{Client, ConnectOptions, GetOptions, KvClient};
-use kv_core::backend::{AtomicWrite, RawEntry, ReadRange, WatchStream};
+use kv_core::backend::{AtomicWrite, RawEntry, ReadRange, StorageWrite, WatchStream};
 use kv_core::{Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock};
 
 pub use crate::error::EtcdError;
@@ -415,12 +415,7 @@ impl Backend for EtcdBackend {
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
         self.inner.check_open()?;
-        if !write.enqueues.is_empty() {
-            return Err(Error::Unsupported {
-                backend: BACKEND.into(),
-                op: "enqueue",
-            });
-        }
+        let write = StorageWrite::new(write, BACKEND)?;
         commit::atomic_write(&self.inner, write).await
     }
 

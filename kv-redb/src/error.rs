@@ -44,9 +44,6 @@ pub enum RedbError {
     /// encoding, bad LE64 value).
     #[error("a stored record cannot be decoded: {0}")]
     Record(String),
-    /// A worker thread could not be started.
-    #[error("could not start a worker thread: {0}")]
-    Spawn(#[source] std::io::Error),
     /// The same failure reported to every write of a failed group commit.
     #[error(transparent)]
     Shared(Arc<RedbError>),

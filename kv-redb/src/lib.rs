@@ -73,22 +73,16 @@ mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use crossbeam_channel::Sender;
-use futures::channel::oneshot;
-use kv_core::backend::{
-    AtomicWrite, RawEntry, ReadBudget, ReadRange, ReadSink, WatchStream, downcast_sink,
-};
-use kv_core::watch::{WatchHub, watch_keys};
-use kv_core::workers::Workers;
+use kv_core::backend::embedded::{Embedded, InlineRead, InlineReads};
+use kv_core::backend::{AtomicWrite, RawEntry, ReadBudget, ReadRange, ReadSink, WatchStream};
 use kv_core::{Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock};
 
 use crate::error::BACKEND;
 pub use crate::error::RedbError;
-use crate::reader::ReadRequest;
-use crate::writer::{WriteRequest, Writer};
+use crate::writer::Writer;
 
 /// Reader threads.
 const READERS: usize = 2;
@@ -171,38 +165,30 @@ impl RedbConfig {
     /// Starts the threads of the opened `db`.
     fn start(self, db: redb::Database) -> Result<RedbBackend> {
         let db = Arc::new(db);
-        let inline_db = db.clone();
-        let (write_tx, write_rx) = crossbeam_channel::unbounded();
-        let (read_tx, read_rx) = crossbeam_channel::unbounded();
-        let hub = WatchHub::new();
-        let inner = Arc::new(Inner {
-            path: self.path.clone(),
-            hub: hub.clone(),
-            channels: RwLock::new(Some(Channels {
-                writer: write_tx,
-                reader: read_tx,
-                db: inline_db,
-            })),
-            clock: self.clock.clone(),
-            workers: Workers::new(),
-        });
-        // On an error below, dropping `inner` stops the threads started so
+        let (shell, receivers) =
+            Embedded::new(BACKEND, self.clock.clone(), Inline(db.clone()), true);
+        // On an error below, dropping `shell` stops the threads started so
         // far, and the last thread to end closes the file.
         let writer = Writer::new(
             db.clone(),
-            write_rx,
-            hub,
+            receivers.writer,
+            shell.hub().clone(),
             self.clock.clone(),
             self.max_batch,
         );
-        inner.spawn("kv-redb-writer".into(), move || writer.run())?;
-        for i in 0..READERS {
-            let (db, rx, clock) = (db.clone(), read_rx.clone(), self.clock.clone());
-            inner.spawn(format!("kv-redb-reader-{i}"), move || {
-                reader::run(db, rx, clock)
-            })?;
+        shell.spawn("kv-redb-writer".into(), move || writer.run())?;
+        if let Some(rx) = receivers.readers {
+            for i in 0..READERS {
+                let (db, rx, clock) = (db.clone(), rx.clone(), self.clock.clone());
+                shell.spawn(format!("kv-redb-reader-{i}"), move || {
+                    reader::run(db, rx, clock)
+                })?;
+            }
         }
-        Ok(RedbBackend { inner })
+        Ok(RedbBackend {
+            shell,
+            path: Arc::from(self.path),
+        })
     }
 }
 
@@ -212,88 +198,24 @@ impl RedbConfig {
 /// last watch stream) is dropped.
 #[derive(Clone)]
 pub struct RedbBackend {
-    inner: Arc<Inner>,
+    shell: Embedded<Inline>,
+    path: Arc<Path>,
 }
 
-struct Inner {
-    path: PathBuf,
-    hub: WatchHub,
-    /// `None` once closed. Dropping the senders is what stops the threads.
-    channels: RwLock<Option<Channels>>,
-    clock: Arc<dyn Clock>,
-    workers: Workers,
-}
+/// The database handle inline reads use; closing drops it, which is part
+/// of releasing the file.
+struct Inline(Arc<redb::Database>);
 
-struct Channels {
-    writer: Sender<WriteRequest>,
-    reader: Sender<ReadRequest>,
-    /// For inline reads; here so that closing releases the file.
-    db: Arc<redb::Database>,
-}
-
-impl Inner {
-    fn spawn(&self, name: String, body: impl FnOnce() + Send + 'static) -> Result<()> {
-        Ok(self.workers.spawn(name, body).map_err(RedbError::Spawn)?)
-    }
-
-    fn channels(&self) -> std::sync::RwLockReadGuard<'_, Option<Channels>> {
-        self.channels.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn send_write(&self, request: WriteRequest) -> Result<()> {
-        let channels = self.channels();
-        let channels = channels.as_ref().ok_or(Error::Closed)?;
-        channels.writer.send(request).map_err(|_| Error::Closed)
-    }
-
-    /// Runs a small read on the caller's thread; `false` (with `sink`
-    /// cleared) sends it to the reader threads instead.
-    fn read_inline(&self, ranges: &[ReadRange], sink: &mut dyn ReadSink) -> Result<bool> {
-        let Some(mut budget) = ReadBudget::inline(ranges) else {
-            return Ok(false);
-        };
-        let db = match self.channels().as_ref() {
-            Some(channels) => channels.db.clone(),
-            None => return Err(Error::Closed),
-        };
-        match store::read_ranges(&db, ranges, self.clock.now_ms(), &mut budget, sink) {
-            // A large read copies a lot: that belongs on a reader thread.
-            Ok(()) if budget.exceeded() => {
-                sink.clear();
-                Ok(false)
-            }
-            result => result.map(|()| true).map_err(Into::into),
-        }
-    }
-
-    /// Reads on a thread of the backend's own into `sink`.
-    async fn read_on_thread(
+impl InlineReads for Inline {
+    fn read(
         &self,
-        ranges: Vec<ReadRange>,
-        sink: Box<dyn ReadSink>,
-    ) -> Result<Box<dyn ReadSink>> {
-        let (reply, result) = oneshot::channel();
-        self.send_read(ReadRequest {
-            ranges,
-            sink,
-            reply,
-        })?;
-        result.await.map_err(|_| Error::Closed)?
-    }
-
-    fn send_read(&self, request: ReadRequest) -> Result<()> {
-        let channels = self.channels();
-        let channels = channels.as_ref().ok_or(Error::Closed)?;
-        channels.reader.send(request).map_err(|_| Error::Closed)
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        let channels = self.channels.get_mut().unwrap_or_else(|e| e.into_inner());
-        drop(channels.take());
-        self.workers.join_blocking();
-        self.hub.close();
+        ranges: &[ReadRange],
+        now_ms: u64,
+        budget: &mut ReadBudget,
+        sink: &mut dyn ReadSink,
+    ) -> Result<InlineRead> {
+        store::read_ranges(&self.0, ranges, now_ms, budget, sink)?;
+        Ok(InlineRead::Done)
     }
 }
 
@@ -310,11 +232,12 @@ impl RedbBackend {
 impl fmt::Debug for RedbBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedbBackend")
-            .field("path", &self.inner.path.display().to_string())
+            .field("path", &self.path.display().to_string())
             .finish_non_exhaustive()
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl Backend for RedbBackend {
     fn name(&self) -> &str {
@@ -324,58 +247,31 @@ impl Backend for RedbBackend {
     async fn snapshot_read(
         &self,
         ranges: Vec<ReadRange>,
-        _consistency: Consistency,
+        consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>> {
-        // Not through `snapshot_read_into`: an inline read then fills the
-        // entries in place, without boxing them as a sink.
-        let mut entries = Vec::with_capacity(ranges.len());
-        if self.inner.read_inline(&ranges, &mut entries)? {
-            return Ok(entries);
-        }
-        let sink = self.inner.read_on_thread(ranges, Box::new(entries)).await?;
-        downcast_sink(sink, BACKEND)
+        self.shell.snapshot_read(ranges, consistency).await
     }
 
     async fn snapshot_read_into(
         &self,
         ranges: Vec<ReadRange>,
-        _consistency: Consistency,
-        mut sink: Box<dyn ReadSink>,
+        consistency: Consistency,
+        sink: Box<dyn ReadSink>,
     ) -> Result<Box<dyn ReadSink>> {
-        if self.inner.read_inline(&ranges, &mut *sink)? {
-            return Ok(sink);
-        }
-        self.inner.read_on_thread(ranges, sink).await
+        self.shell
+            .snapshot_read_into(ranges, consistency, sink)
+            .await
     }
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
-        if !write.enqueues.is_empty() {
-            return Err(Error::Unsupported {
-                backend: BACKEND.into(),
-                op: "enqueue",
-            });
-        }
-        let (reply, result) = oneshot::channel();
-        self.inner.send_write(WriteRequest { write, reply })?;
-        result.await.map_err(|_| Error::Closed)?
+        self.shell.atomic_write(write).await
     }
 
     fn watch(&self, keys: Vec<Vec<u8>>) -> WatchStream {
-        watch_keys(&self.inner.hub, self, keys)
+        self.shell.watch(keys)
     }
 
     async fn close(&self) {
-        let channels = self
-            .inner
-            .channels
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if channels.is_none() {
-            return;
-        }
-        drop(channels);
-        self.inner.workers.join().await;
-        self.inner.hub.close();
+        self.shell.close().await;
     }
 }

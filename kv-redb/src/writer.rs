@@ -13,15 +13,15 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use futures::channel::oneshot;
-use kv_core::apply::{Applied, apply, versionstamped_key};
-use kv_core::backend::{AtomicWrite, CommitOutcome, MutationKind};
-use kv_core::watch::WatchHub;
+use crossbeam_channel::Receiver;
+use kv_core::backend::apply::{Applied, apply, versionstamped_key};
+use kv_core::backend::embedded::{Batch, Received, Request, WriteRequest, next_batch};
+use kv_core::backend::watch::WatchHub;
+use kv_core::backend::{CommitOutcome, MutationKind, ReadBudget, StorageWrite};
 use kv_core::{Clock, KvValue, Versionstamp};
 use redb::{Database, ReadableTable, Table};
 
-use crate::error::RedbError;
+use crate::error::{BACKEND, RedbError};
 use crate::store::{self, EXPIRY, Header, KV, META, Record};
 
 /// How often the writer looks at the clock while some key will expire (the
@@ -33,12 +33,6 @@ const SWEEP_RETRY: Duration = Duration::from_secs(1);
 
 /// Keys one sweep transaction deletes at most; the rest follow at once.
 const SWEEP_CHUNK: usize = 1024;
-
-/// One atomic write and where its outcome goes.
-pub(crate) struct WriteRequest {
-    pub(crate) write: AtomicWrite,
-    pub(crate) reply: oneshot::Sender<kv_core::Result<CommitOutcome>>,
-}
 
 /// The pending state of keys: `None` = deleted.
 type Overlay = HashMap<Vec<u8>, Option<Record>>;
@@ -59,7 +53,7 @@ enum Outcome {
 /// The state of the writer thread.
 pub(crate) struct Writer {
     db: Arc<Database>,
-    rx: Receiver<WriteRequest>,
+    rx: Receiver<Request>,
     hub: WatchHub,
     clock: Arc<dyn Clock>,
     max_batch: usize,
@@ -72,7 +66,7 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn new(
         db: Arc<Database>,
-        rx: Receiver<WriteRequest>,
+        rx: Receiver<Request>,
         hub: WatchHub,
         clock: Arc<dyn Clock>,
         max_batch: usize,
@@ -90,29 +84,25 @@ impl Writer {
 
     /// Serves writes until every sender is gone and the queue is empty.
     pub(crate) fn run(mut self) {
-        let mut writes = Vec::new();
+        let mut batch = Batch::default();
         loop {
             let timeout = self.maintain();
-            let first = match timeout {
-                None => match self.rx.recv() {
-                    Ok(w) => w,
-                    Err(_) => break,
-                },
-                Some(timeout) => match self.rx.recv_timeout(timeout) {
-                    Ok(w) => w,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-            };
-            // Group commit: take what is already queued, never wait for more.
-            writes.push(first);
-            while writes.len() < self.max_batch {
-                match self.rx.try_recv() {
-                    Ok(w) => writes.push(w),
-                    Err(_) => break,
-                }
+            match next_batch(&self.rx, timeout, self.max_batch, &mut batch) {
+                Received::Requests => {}
+                Received::Idle => continue,
+                Received::Closed => break,
             }
-            self.commit_batch(std::mem::take(&mut writes));
+            if !batch.writes.is_empty() {
+                self.commit_batch(std::mem::take(&mut batch.writes));
+            }
+            // Reads come here only if the backend was made without reader
+            // threads; serving them keeps the writer correct either way.
+            for r in batch.reads.drain(..) {
+                let now = self.clock.now_ms();
+                r.serve(BACKEND, |ranges, sink| {
+                    store::read_ranges(&self.db, ranges, now, &mut ReadBudget::unlimited(), sink)
+                });
+            }
         }
     }
 
@@ -323,7 +313,7 @@ fn lookup_value(
 fn evaluate(
     kv: &Table<&[u8], &[u8]>,
     overlay: &mut Overlay,
-    write: &AtomicWrite,
+    write: &StorageWrite,
     version: u64,
     now: u64,
 ) -> Result<Outcome, RedbError> {

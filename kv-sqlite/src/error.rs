@@ -54,9 +54,6 @@ pub enum SqliteError {
     /// A stored row cannot be decoded (unknown value encoding, bad LE64).
     #[error("a stored value cannot be decoded: {0}")]
     Value(#[source] kv_core::Error),
-    /// A worker thread could not be started.
-    #[error("could not start a worker thread: {0}")]
-    Spawn(#[source] std::io::Error),
     /// The same failure reported to every write of a failed group commit.
     #[error(transparent)]
     Shared(Arc<SqliteError>),

@@ -66,23 +66,17 @@ mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use crossbeam_channel::Sender;
-use futures::channel::oneshot;
-use kv_core::backend::{
-    AtomicWrite, RawEntry, ReadBudget, ReadRange, ReadSink, WatchStream, downcast_sink,
-};
-use kv_core::watch::{WatchHub, watch_keys};
-use kv_core::workers::Workers;
+use kv_core::backend::embedded::{Embedded, InlineRead, InlineReads};
+use kv_core::backend::{AtomicWrite, RawEntry, ReadBudget, ReadRange, ReadSink, WatchStream};
 use kv_core::{Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock};
 
 use crate::error::BACKEND;
 pub use crate::error::SqliteError;
-use crate::reader::ReadRequest;
-use crate::writer::{Request, Storage, WriteRequest, Writer};
+use crate::writer::{Storage, Writer};
 
 /// Reader threads of a file database.
 const READERS: usize = 2;
@@ -226,48 +220,48 @@ impl SqliteConfig {
         let reader_conns = open_readers(READERS, self.busy_timeout)?;
         // An inline read never waits for a lock: a busy file sends it to
         // the reader threads, which wait there, not on the caller's executor.
-        let inline = open_readers(INLINE_READERS, Duration::ZERO)?
-            .into_iter()
-            .map(Mutex::new)
-            .collect();
-        let (write_tx, write_rx) = crossbeam_channel::unbounded();
-        let (read_tx, read_rx) = crossbeam_channel::unbounded();
-        let hub = WatchHub::new();
-        let inner = Arc::new(Inner {
-            path: self.path.clone(),
-            hub: hub.clone(),
-            clock: self.clock.clone(),
+        let inline = Inline(
+            open_readers(INLINE_READERS, Duration::ZERO)?
+                .into_iter()
+                .map(Mutex::new)
+                .collect(),
+        );
+        // In memory, the writer's connection is the only one: it reads too.
+        let (shell, receivers) = Embedded::new(
+            BACKEND,
+            self.clock.clone(),
             inline,
-            channels: RwLock::new(Some(Channels {
-                writer: write_tx,
-                reader: (!reader_conns.is_empty()).then_some(read_tx),
-            })),
-            workers: Workers::new(),
-        });
-        // On an error below, dropping `inner` stops the threads started so far.
+            !reader_conns.is_empty(),
+        );
+        // On an error below, dropping `shell` stops the threads started so far.
         let writer = Writer::new(
             writer_conn,
-            write_rx,
-            hub,
+            receivers.writer,
+            shell.hub().clone(),
             self.clock.clone(),
             self.max_batch,
             storage,
             checkpointer.is_some().then_some(notifier),
         );
-        inner.spawn("kv-sqlite-writer".into(), move || writer.run())?;
+        shell.spawn("kv-sqlite-writer".into(), move || writer.run())?;
         if let Some(conn) = checkpointer {
-            inner.spawn("kv-sqlite-checkpoint".into(), move || {
+            shell.spawn("kv-sqlite-checkpoint".into(), move || {
                 checkpoint::run(conn, rounds)
             })?;
         }
-        for (i, conn) in reader_conns.into_iter().enumerate() {
-            let rx = read_rx.clone();
-            let clock = self.clock.clone();
-            inner.spawn(format!("kv-sqlite-reader-{i}"), move || {
-                reader::run(conn, rx, clock)
-            })?;
+        if let Some(rx) = receivers.readers {
+            for (i, conn) in reader_conns.into_iter().enumerate() {
+                let rx = rx.clone();
+                let clock = self.clock.clone();
+                shell.spawn(format!("kv-sqlite-reader-{i}"), move || {
+                    reader::run(conn, rx, clock)
+                })?;
+            }
         }
-        Ok(SqliteBackend { inner })
+        Ok(SqliteBackend {
+            shell,
+            path: self.path.map(Arc::from),
+        })
     }
 }
 
@@ -277,106 +271,41 @@ impl SqliteConfig {
 /// (and the last watch stream) is dropped.
 #[derive(Clone)]
 pub struct SqliteBackend {
-    inner: Arc<Inner>,
+    shell: Embedded<Inline>,
+    path: Option<Arc<Path>>,
 }
 
-struct Inner {
-    path: Option<PathBuf>,
-    hub: WatchHub,
-    clock: Arc<dyn Clock>,
-    /// Read connections used on the caller's thread (none in memory).
-    inline: Vec<Mutex<rusqlite::Connection>>,
-    /// `None` once closed. Dropping the senders is what stops the threads.
-    channels: RwLock<Option<Channels>>,
-    workers: Workers,
-}
+/// The read connections used on the caller's thread (none in memory).
+struct Inline(Vec<Mutex<rusqlite::Connection>>);
 
-struct Channels {
-    writer: Sender<Request>,
-    /// `None` for in-memory databases, whose reads go to the writer.
-    reader: Option<Sender<ReadRequest>>,
-}
-
-impl Inner {
-    fn spawn(&self, name: String, body: impl FnOnce() + Send + 'static) -> Result<()> {
-        Ok(self.workers.spawn(name, body).map_err(SqliteError::Spawn)?)
-    }
-
-    fn send_write(&self, request: WriteRequest) -> Result<()> {
-        let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
-        let channels = channels.as_ref().ok_or(Error::Closed)?;
-        channels
-            .writer
-            .send(Request::Write(request))
-            .map_err(|_| Error::Closed)
-    }
-
-    /// Runs a small read on the caller's thread if an inline connection is
-    /// free; `false` (with `sink` cleared) sends it to the reader threads
-    /// instead.
-    fn read_inline<'a>(&'a self, ranges: &[ReadRange], sink: &mut dyn ReadSink) -> Result<bool> {
-        let Some(mut budget) = ReadBudget::inline(ranges) else {
-            return Ok(false);
-        };
+impl InlineReads for Inline {
+    fn read(
+        &self,
+        ranges: &[ReadRange],
+        now_ms: u64,
+        budget: &mut ReadBudget,
+        sink: &mut dyn ReadSink,
+    ) -> Result<InlineRead> {
         // A connection whose last reader panicked (in its sink) is as good
         // as any: its transaction was rolled back as the panic unwound.
-        let free = |c: &'a Mutex<rusqlite::Connection>| match c.try_lock() {
-            Ok(conn) => Some(conn),
-            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
+        let Some(conn) = self.0.iter().find_map(free) else {
+            return Ok(InlineRead::Elsewhere);
         };
-        let Some(conn) = self.inline.iter().find_map(free) else {
-            return Ok(false);
-        };
-        if self.channels.read().map_or(true, |c| c.is_none()) {
-            return Err(Error::Closed);
-        }
-        match store::read_ranges(&conn, ranges, self.clock.now_ms(), &mut budget, sink) {
-            // A locked file is retried with pauses, a large read copies a
-            // lot: both belong on a reader thread, not on the caller's
-            // executor.
-            Err(e) if e.is_busy() => {}
-            Ok(()) if budget.exceeded() => {}
-            result => return result.map(|()| true).map_err(Into::into),
-        }
-        sink.clear();
-        Ok(false)
-    }
-
-    /// Reads on a thread of the backend's own into `sink`.
-    async fn read_on_thread(
-        &self,
-        ranges: Vec<ReadRange>,
-        sink: Box<dyn ReadSink>,
-    ) -> Result<Box<dyn ReadSink>> {
-        let (reply, result) = oneshot::channel();
-        self.send_read(ReadRequest {
-            ranges,
-            sink,
-            reply,
-        })?;
-        result.await.map_err(|_| Error::Closed)?
-    }
-
-    fn send_read(&self, request: ReadRequest) -> Result<()> {
-        let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
-        let channels = channels.as_ref().ok_or(Error::Closed)?;
-        match &channels.reader {
-            Some(reader) => reader.send(request).map_err(|_| Error::Closed),
-            None => channels
-                .writer
-                .send(Request::Read(request))
-                .map_err(|_| Error::Closed),
+        match store::read_ranges(&conn, ranges, now_ms, budget, sink) {
+            // A locked file is retried with pauses: that belongs on a
+            // reader thread, not on the caller's executor.
+            Err(e) if e.is_busy() => Ok(InlineRead::Elsewhere),
+            result => result.map(|()| InlineRead::Done).map_err(Into::into),
         }
     }
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        let channels = self.channels.get_mut().unwrap_or_else(|e| e.into_inner());
-        drop(channels.take());
-        self.workers.join_blocking();
-        self.hub.close();
+/// The connection behind `c` if no other read holds it.
+fn free(c: &Mutex<rusqlite::Connection>) -> Option<MutexGuard<'_, rusqlite::Connection>> {
+    match c.try_lock() {
+        Ok(conn) => Some(conn),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
     }
 }
 
@@ -400,7 +329,7 @@ impl SqliteBackend {
 
 impl fmt::Debug for SqliteBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = match &self.inner.path {
+        let path = match &self.path {
             Some(path) => path.display().to_string(),
             None => ":memory:".into(),
         };
@@ -410,6 +339,7 @@ impl fmt::Debug for SqliteBackend {
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl Backend for SqliteBackend {
     fn name(&self) -> &str {
@@ -419,58 +349,31 @@ impl Backend for SqliteBackend {
     async fn snapshot_read(
         &self,
         ranges: Vec<ReadRange>,
-        _consistency: Consistency,
+        consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>> {
-        // Not through `snapshot_read_into`: an inline read then fills the
-        // entries in place, without boxing them as a sink.
-        let mut entries = Vec::with_capacity(ranges.len());
-        if self.inner.read_inline(&ranges, &mut entries)? {
-            return Ok(entries);
-        }
-        let sink = self.inner.read_on_thread(ranges, Box::new(entries)).await?;
-        downcast_sink(sink, BACKEND)
+        self.shell.snapshot_read(ranges, consistency).await
     }
 
     async fn snapshot_read_into(
         &self,
         ranges: Vec<ReadRange>,
-        _consistency: Consistency,
-        mut sink: Box<dyn ReadSink>,
+        consistency: Consistency,
+        sink: Box<dyn ReadSink>,
     ) -> Result<Box<dyn ReadSink>> {
-        if self.inner.read_inline(&ranges, &mut *sink)? {
-            return Ok(sink);
-        }
-        self.inner.read_on_thread(ranges, sink).await
+        self.shell
+            .snapshot_read_into(ranges, consistency, sink)
+            .await
     }
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
-        if !write.enqueues.is_empty() {
-            return Err(Error::Unsupported {
-                backend: BACKEND.into(),
-                op: "enqueue",
-            });
-        }
-        let (reply, result) = oneshot::channel();
-        self.inner.send_write(WriteRequest { write, reply })?;
-        result.await.map_err(|_| Error::Closed)?
+        self.shell.atomic_write(write).await
     }
 
     fn watch(&self, keys: Vec<Vec<u8>>) -> WatchStream {
-        watch_keys(&self.inner.hub, self, keys)
+        self.shell.watch(keys)
     }
 
     async fn close(&self) {
-        let channels = self
-            .inner
-            .channels
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if channels.is_none() {
-            return;
-        }
-        drop(channels);
-        self.inner.workers.join().await;
-        self.inner.hub.close();
+        self.shell.close().await;
     }
 }

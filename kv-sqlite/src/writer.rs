@@ -6,17 +6,16 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use futures::channel::oneshot;
-use kv_core::apply::{Applied, apply, versionstamped_key};
-use kv_core::backend::{AtomicWrite, CommitOutcome, Mutation, MutationKind};
-use kv_core::watch::WatchHub;
+use crossbeam_channel::Receiver;
+use kv_core::backend::apply::{Applied, apply, versionstamped_key};
+use kv_core::backend::embedded::{Batch, Received, Request, WriteRequest, next_batch};
+use kv_core::backend::watch::WatchHub;
+use kv_core::backend::{CommitOutcome, Mutation, MutationKind, StorageWrite};
 use kv_core::{Clock, Versionstamp};
 use rusqlite::Connection;
 
-use crate::error::SqliteError;
-use crate::reader::ReadRequest;
-use crate::store;
+use crate::error::{BACKEND, SqliteError};
+use crate::{reader, store};
 
 /// How often the writer looks for commits of other connections (and for
 /// expired rows when the clock has moved).
@@ -28,20 +27,6 @@ const SWEEP_RETRY: Duration = Duration::from_secs(1);
 /// Attempts of one transaction while SQLite reports `SQLITE_BUSY` (each
 /// attempt already waits up to the busy timeout).
 const BUSY_ATTEMPTS: u32 = 3;
-
-/// What the writer thread is asked to do.
-pub(crate) enum Request {
-    /// Commit a write.
-    Write(WriteRequest),
-    /// Read, for databases without reader threads (in-memory ones).
-    Read(ReadRequest),
-}
-
-/// One atomic write and where its outcome goes.
-pub(crate) struct WriteRequest {
-    pub(crate) write: AtomicWrite,
-    pub(crate) reply: oneshot::Sender<kv_core::Result<CommitOutcome>>,
-}
 
 /// What the writer's connection is attached to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -111,36 +96,27 @@ impl Writer {
 
     /// Serves requests until every sender is gone and the queue is empty.
     pub(crate) fn run(mut self) {
-        let mut writes = Vec::new();
-        let mut reads = Vec::new();
+        let mut batch = Batch::default();
         loop {
             self.maintain();
             let timeout = self.next_poll.saturating_duration_since(Instant::now());
-            let first = match self.rx.recv_timeout(timeout) {
-                Ok(request) => request,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            // Group commit: take what is already queued, never wait for more.
-            let mut next = Some(first);
-            while let Some(request) = next.take() {
-                match request {
-                    Request::Write(w) => writes.push(w),
-                    Request::Read(r) => reads.push(r),
-                }
-                if writes.len() < self.max_batch && reads.len() < self.max_batch {
-                    next = self.rx.try_recv().ok();
-                }
+            match next_batch(&self.rx, Some(timeout), self.max_batch, &mut batch) {
+                Received::Requests => {}
+                Received::Idle => continue,
+                Received::Closed => break,
             }
             if self.storage == Storage::ReadOnlyFile {
-                for w in writes.drain(..) {
-                    let _ = w.reply.send(Err(kv_core::Error::ReadOnly));
+                for w in batch.writes.drain(..) {
+                    w.answer(Err(kv_core::Error::ReadOnly));
                 }
-            } else if !writes.is_empty() {
-                self.commit_batch(std::mem::take(&mut writes));
+            } else if !batch.writes.is_empty() {
+                self.commit_batch(std::mem::take(&mut batch.writes));
             }
-            for r in reads.drain(..) {
-                r.serve(&self.conn, self.clock.now_ms());
+            for r in batch.reads.drain(..) {
+                let now = self.clock.now_ms();
+                r.serve(BACKEND, |ranges, sink| {
+                    reader::read_with_retry(&self.conn, ranges, now, sink)
+                });
             }
         }
     }
@@ -326,7 +302,7 @@ fn in_transaction<T>(
 /// the whole batch (an engine failure); the inner one is this write's own.
 fn apply_write(
     conn: &Connection,
-    write: &AtomicWrite,
+    write: &StorageWrite,
     counter: &mut u64,
     now: u64,
 ) -> Result<kv_core::Result<CommitOutcome>, SqliteError> {

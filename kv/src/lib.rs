@@ -27,7 +27,15 @@
 
 use std::sync::Arc;
 
-pub use kv_core::*;
+// The user's API, named one by one so that what kv-core adds for backend
+// implementers reaches users only through `kv::backend`.
+pub use kv_core::backend::{self, Backend, CommitOutcome, Consistency};
+pub use kv_core::limits;
+pub use kv_core::{
+    AtomicOperation, BigInt, Clock, EnqueueOptions, Error, Key, KeyPart, Kv, KvEntry, KvValue,
+    Limit, ListIterator, ListOptions, ManualClock, MemoryBackend, PrefixBackend, Result, Selector,
+    SelectorBounds, SetOptions, SystemClock, ValueRef, Versionstamp, key,
+};
 pub use kv_queue::{Delivery, HandlerError, Queue, QueueBackend, QueueStats};
 /// Values shared with Deno programs: the V8 structured-clone codec, the
 /// dynamic `JsValue`, the serde mapping (`to_value`, `from_value`) and the

@@ -4,7 +4,9 @@ use std::path::Path;
 
 use anyhow::{Context, ensure};
 use futures::FutureExt;
-use kv_core::backend::{AtomicWrite, Enqueue, ReadRange, ReadSink, read_into};
+use kv_core::backend::{
+    AtomicWrite, ENQUEUE_WITHOUT_QUEUE_LAYER, Enqueue, ReadRange, ReadSink, read_into,
+};
 use kv_core::{
     Consistency, Error, Kv, KvValue, ListOptions, PrefixBackend, Selector, ValueRef, Versionstamp,
     key,
@@ -299,10 +301,11 @@ pub async fn enqueue_is_unsupported(b: &'static dyn FileBackend) -> anyhow::Resu
         ..AtomicWrite::default()
     };
     match backend.atomic_write(write).await {
-        Err(Error::Unsupported {
-            backend,
-            op: "enqueue",
-        }) if backend == b.name() => Ok(()),
+        Err(Error::Unsupported { backend, op })
+            if backend == b.name() && op == ENQUEUE_WITHOUT_QUEUE_LAYER =>
+        {
+            Ok(())
+        }
         Err(other) => anyhow::bail!("wrong error for an enqueue: {other:?}"),
         Ok(outcome) => anyhow::bail!("an enqueue was accepted: {outcome:?}"),
     }

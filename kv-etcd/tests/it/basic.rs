@@ -198,7 +198,7 @@ async fn eventual_reads_answer(cluster: &Cluster) -> TestResult {
     kv.set(key!["e"], KvValue::U64(1)).await?;
     let raw = backend
         .snapshot_read(
-            vec![kv_core::point_range(&key!["e"].encode()?)],
+            vec![kv_core::backend::point_range(&key!["e"].encode()?)],
             Consistency::Eventual,
         )
         .await?;

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use kv_core::{Backend, Consistency, Error, Key, Kv, KvValue, Versionstamp, key, point_range};
+use kv_core::backend::point_range;
+use kv_core::{Backend, Consistency, Error, Key, Kv, KvValue, Versionstamp, key};
 
 use crate::{Cluster, TestResult, slow};
 

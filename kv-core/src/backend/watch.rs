@@ -9,8 +9,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 
 use crate::Result;
-use crate::backend::{Backend, Consistency, RawEntry, ReadRange, WatchStream};
-use crate::memory::point_range;
+use crate::backend::{Backend, Consistency, RawEntry, ReadRange, WatchStream, point_range};
 
 type Subscriber = (Option<HashSet<Vec<u8>>>, mpsc::Sender<()>);
 
