@@ -93,28 +93,16 @@ impl RemoteConfig {
                 self.url
             )));
         }
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none());
-        for pem in &self.root_certificates {
-            let cert = reqwest::Certificate::from_pem(pem)
-                .map_err(|e| Error::InvalidArgument(format!("invalid root certificate: {e}")))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        if url.scheme() == "http" {
-            // Every KV Connect server speaks h2c: Deno's own client uses
-            // nothing else. One multiplexed connection serves all calls.
-            builder = builder.http2_prior_knowledge();
-        }
-        let http = builder
-            .build()
-            .map_err(|e| Error::InvalidArgument(format!("cannot build an HTTP client: {e}")))?;
         let transport = Transport::new(&self.root_certificates).map_err(Error::InvalidArgument)?;
+        let metadata_target = Target::parse(&url).map_err(|e| {
+            Error::InvalidArgument(format!("Invalid database url {:?}: {e}", self.url))
+        })?;
+        let metadata_headers = metadata_headers(&self.token)?;
         let inner = Arc::new(Inner {
             config: self,
             url,
-            http,
+            metadata_target,
+            metadata_headers,
             transport,
             metadata: std::sync::RwLock::new(None),
             refreshing: Mutex::new(()),
@@ -134,7 +122,7 @@ struct Metadata {
     /// The same for eventual reads, when the server offers an endpoint.
     eventual: Option<Vec<Target>>,
     /// Authorization, content type and protocol headers of every call.
-    headers: reqwest::header::HeaderMap,
+    headers: http::HeaderMap,
     fetched: Instant,
     expires: Option<Instant>,
     /// The server is kv and stores enqueues without retries (an empty
@@ -213,9 +201,10 @@ fn call_targets(base: &url::Url) -> std::result::Result<Vec<Target>, String> {
 struct Inner {
     config: RemoteConfig,
     url: url::Url,
-    /// The metadata exchange (rare; HTTP/1.1 or HTTP/2).
-    http: reqwest::Client,
-    /// The data path.
+    /// Where the metadata exchange goes, and its headers.
+    metadata_target: Target,
+    metadata_headers: http::HeaderMap,
+    /// The metadata exchange and the data path.
     transport: Transport,
     /// The current metadata: read by every call without waiting.
     metadata: std::sync::RwLock<Option<Arc<Metadata>>>,
@@ -250,13 +239,30 @@ struct EndpointJson {
     consistency: String,
 }
 
+/// The body of the metadata exchange: the protocol versions this client
+/// speaks.
+const METADATA_REQUEST: &str = r#"{"supportedVersions":[2,3]}"#;
+
+/// The headers of the metadata exchange.
+fn metadata_headers(token: &str) -> Result<http::HeaderMap> {
+    use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+    let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        Error::InvalidArgument("the access token cannot be sent in an HTTP header".into())
+    })?;
+    auth.set_sensitive(true);
+    let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, auth);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(headers)
+}
+
 /// The headers of every data-path call for this metadata.
 fn data_headers(
     version: u64,
     database_id: &str,
     token: &str,
-) -> std::result::Result<reqwest::header::HeaderMap, String> {
-    use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+) -> std::result::Result<http::HeaderMap, String> {
+    use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
     let value =
         |v: &str| HeaderValue::from_str(v).map_err(|_| format!("{v:?} cannot be sent in a header"));
     let mut headers = HeaderMap::new();
@@ -329,49 +335,60 @@ impl Inner {
         }
     }
 
+    /// The metadata, retrying transient failures.
     async fn fetch_metadata(&self) -> Result<Metadata> {
         let mut attempt = 0;
         loop {
-            let sent = self
-                .http
-                .post(self.url.clone())
-                .bearer_auth(&self.config.token)
-                .json(&serde_json::json!({"supportedVersions": [2, 3]}))
-                .timeout(self.config.timeout)
-                .send()
-                .await;
-            let response = match sent {
-                Ok(r) if r.status().is_server_error() => Err(format!("status {}", r.status())),
-                Ok(r) => Ok(r),
-                Err(e) => Err(e.to_string()),
-            };
-            match response {
-                Ok(r) => return self.parse_metadata(r).await,
-                Err(e) if attempt >= self.config.max_retries => {
-                    return Err(unavailable(format!(
-                        "metadata exchange with {} failed: {e}",
-                        self.url
-                    )));
-                }
-                Err(_) => {
+            match self.exchange_metadata().await {
+                Err(e) if e.is_retryable() && attempt < self.config.max_retries => {
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
+                result => return result,
             }
         }
     }
 
-    async fn parse_metadata(&self, r: reqwest::Response) -> Result<Metadata> {
-        let status = r.status();
-        let no_retry = convert::announces(r.headers(), convert::NO_RETRY);
-        let body = r.text().await.map_err(|e| unavailable(e.to_string()))?;
-        if status != reqwest::StatusCode::OK {
+    /// One metadata exchange.
+    async fn exchange_metadata(&self) -> Result<Metadata> {
+        let target = &self.metadata_target;
+        let exchange = async {
+            let body = bytes::Bytes::from_static(METADATA_REQUEST.as_bytes());
+            let response = self
+                .transport
+                .post(target, &self.metadata_headers, body)
+                .await?;
+            let status = response.status();
+            let no_retry = convert::announces(response.headers(), convert::NO_RETRY);
+            let body = transport::read_body(response).await?;
+            Ok::<_, String>((status, no_retry, body))
+        };
+        let failed =
+            |e: String| unavailable(format!("metadata exchange with {} failed: {e}", self.url));
+        let (status, no_retry, body) = tokio::time::timeout(self.config.timeout, exchange)
+            .await
+            .map_err(|_| {
+                self.transport.reset(target);
+                failed(format!("no answer within {:?}", self.config.timeout))
+            })?
+            .map_err(failed)?;
+        self.parse_metadata(status, no_retry, &String::from_utf8_lossy(&body))
+    }
+
+    fn parse_metadata(
+        &self,
+        status: http::StatusCode,
+        no_retry: bool,
+        body: &str,
+    ) -> Result<Metadata> {
+        if status != http::StatusCode::OK {
             let text = format!(
                 "the metadata endpoint at '{}' responded with status {status}: {body}",
                 self.url
             );
             return Err(match status.as_u16() {
                 401 | 403 => Error::PermissionDenied(text),
+                500..=599 => unavailable(text),
                 _ => Error::InvalidArgument(text),
             });
         }
@@ -381,7 +398,7 @@ impl Inner {
                 self.url
             ))
         };
-        let m: MetadataJson = serde_json::from_str(&body).map_err(|e| bad(e.to_string()))?;
+        let m: MetadataJson = serde_json::from_str(body).map_err(|e| bad(e.to_string()))?;
         if !(1..=3).contains(&m.version) {
             return Err(bad(format!("unsupported metadata version {}", m.version)));
         }

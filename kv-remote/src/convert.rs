@@ -2,6 +2,14 @@
 //! clients. The one home of the protobuf mapping
 //! (`wire` hand-writes the read response, the one message that grows with
 //! the data).
+//!
+//! Both sides compile all of it; each uses its half (the server validates
+//! requests and builds responses, the client the reverse).
+
+#![cfg_attr(
+    not(all(feature = "client", feature = "server")),
+    allow(dead_code, unused_imports)
+)]
 
 use kv_core::backend::{
     AtomicWrite, Check, CommitOutcome, DEFAULT_BACKOFF_SCHEDULE, Enqueue, Mutation, MutationKind,
@@ -320,7 +328,7 @@ pub(crate) const EXTENSIONS_HEADER: &str = "x-kv-extensions";
 pub(crate) const NO_RETRY: &str = "no-retry";
 
 /// Whether a metadata response's headers announce `feature`.
-pub(crate) fn announces(headers: &reqwest::header::HeaderMap, feature: &str) -> bool {
+pub(crate) fn announces(headers: &http::HeaderMap, feature: &str) -> bool {
     headers
         .get_all(EXTENSIONS_HEADER)
         .iter()
@@ -465,7 +473,7 @@ pub(crate) fn watch_from_proto(
 
 #[cfg(test)]
 mod tests {
-    use reqwest::header::{HeaderMap, HeaderValue};
+    use http::{HeaderMap, HeaderValue};
 
     use super::{EXTENSIONS_HEADER, NO_RETRY, announces};
 

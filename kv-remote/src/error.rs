@@ -6,8 +6,13 @@
 //! the `x-kv-error` header so that our client can return the same variant
 //! the server saw; other clients just show the plain-text body.
 
-use http_body_util::Full;
-use hyper::StatusCode;
+// The server encodes, the client decodes.
+#![cfg_attr(
+    not(all(feature = "client", feature = "server")),
+    allow(dead_code, unused_imports)
+)]
+
+use http::StatusCode;
 use kv_core::Error;
 
 /// Response header carrying the error kind.
@@ -51,6 +56,7 @@ pub(crate) fn message_of(e: &Error) -> String {
 }
 
 /// A plain-text error response.
+#[cfg(feature = "server")]
 pub(crate) fn response(
     status: StatusCode,
     kind: &str,
@@ -64,7 +70,7 @@ pub(crate) fn response(
     } else if status.is_client_error() {
         tracing::debug!(status = status.as_u16(), kind, %message, "refused a request");
     }
-    let mut r = hyper::Response::new(axum::body::Body::new(Full::from(message)));
+    let mut r = hyper::Response::new(axum::body::Body::new(http_body_util::Full::from(message)));
     *r.status_mut() = status;
     let headers = r.headers_mut();
     headers.insert(

@@ -1,6 +1,11 @@
 //! KV Connect for kv: [`serve`] any [`kv_core::Backend`] to Deno, Node and
 //! Python clients, and use any KV Connect server through [`RemoteBackend`].
 //!
+//! The two sides are cargo features: `client` (on by default) gives
+//! [`RemoteBackend`] and [`RemoteConfig`]; `server` gives [`serve`],
+//! [`router`], [`bind`] and [`ServerConfig`]. A program that only connects
+//! to a server compiles no HTTP server.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
@@ -19,11 +24,18 @@
 //!
 //! The protocol is described in `docs/kv-connect.md` at the repository root.
 
+// Without either side only the shared mapping is left, and nothing uses it.
+#![cfg_attr(not(any(feature = "client", feature = "server")), allow(dead_code))]
+
+#[cfg(feature = "client")]
 mod client;
 mod convert;
 mod error;
+#[cfg(feature = "server")]
 mod quickack;
+#[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "client")]
 mod transport;
 mod wire;
 
@@ -33,5 +45,7 @@ pub mod proto {
     include!("generated/com.deno.kv.datapath.rs");
 }
 
+#[cfg(feature = "client")]
 pub use client::{RemoteBackend, RemoteConfig};
+#[cfg(feature = "server")]
 pub use server::{ServerConfig, bind, router, serve};

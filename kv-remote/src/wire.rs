@@ -12,6 +12,12 @@
 //! entry that does not convert) returns `None`, and the caller decodes it
 //! with prost, so odd messages get exactly prost's reading and errors.
 
+// The server uses the encoder, the client the decoder.
+#![cfg_attr(
+    not(all(feature = "client", feature = "server")),
+    allow(dead_code, unused_imports)
+)]
+
 use kv_core::backend::{RawEntry, ReadSink};
 use kv_core::{ValueRef, Versionstamp};
 

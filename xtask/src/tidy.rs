@@ -364,6 +364,87 @@ fn dependency_directions() -> anyhow::Result<()> {
     check(problems)
 }
 
+/// Crates only the KV Connect server needs (kv-remote's `server` feature):
+/// a program that embeds kv, or connects to a server, compiles none of them.
+const SERVER_ONLY: &[&str] = &["axum", "hyper", "hyper-util", "tower"];
+
+/// `cargo tree -p kv -e normal` with `args`, as the packages it lists and,
+/// for `socket2`, the packages that depend on it directly.
+fn kv_tree(args: &[&str]) -> anyhow::Result<(BTreeSet<String>, BTreeSet<String>)> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tree = |extra: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new(&cargo)
+            .current_dir(workspace_root())
+            .args(["tree", "-p", "kv", "-e", "normal"])
+            .args(args)
+            .args(extra)
+            .output()
+            .context("running cargo tree")?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // `-i` of a package the graph does not hold prints nothing.
+        if !out.status.success() && !stderr.contains("did not match any packages") {
+            bail!("cargo tree {args:?} {extra:?} failed: {stderr}");
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let name = |line: &str| line.split_whitespace().next().map(str::to_owned);
+    let packages = tree(&["--prefix", "none"])?
+        .lines()
+        .filter_map(name)
+        .collect();
+    // With `--prefix depth` each line starts with its depth: `1tokio v1…`
+    // depends on socket2 directly.
+    let socket2_users = tree(&["-i", "socket2", "--prefix", "depth"])?
+        .lines()
+        .filter_map(|l| l.strip_prefix('1'))
+        .filter(|l| !l.starts_with(|c: char| c.is_ascii_digit()))
+        .filter_map(name)
+        .collect();
+    Ok((packages, socket2_users))
+}
+
+/// The facade's `remote` feature brings kv-remote's client only: neither
+/// `kv` with its default features nor an embedded-only `kv` (SQLite alone)
+/// compiles an HTTP server or the server's TCP sniffer.
+#[test]
+fn kv_builds_no_server() -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    let defaults = kv_tree(&[])?;
+    let embedded = kv_tree(&["--no-default-features", "--features", "sqlite"])?;
+    for (what, (packages, socket2_users)) in [("default", &defaults), ("sqlite", &embedded)] {
+        for name in SERVER_ONLY {
+            if packages.contains(*name) {
+                problems.push(format!("kv ({what} features) depends on {name}"));
+            }
+        }
+        // tokio opens TCP connections with socket2; only the server's
+        // TCP_QUICKACK wrapper uses it directly.
+        let others: Vec<&String> = socket2_users.iter().filter(|u| *u != "tokio").collect();
+        if !others.is_empty() {
+            problems.push(format!(
+                "kv ({what} features) builds socket2 for {others:?}, not only for tokio"
+            ));
+        }
+    }
+    // The client's TLS connector is tokio-rustls too, so only the embedded
+    // build is free of it (and of everything else networked).
+    let (packages, socket2_users) = &embedded;
+    for name in ["kv-remote", "tokio-rustls", "socket2"] {
+        if packages.contains(name) {
+            problems.push(format!("kv (sqlite alone) depends on {name}"));
+        }
+    }
+    if !socket2_users.is_empty() {
+        problems.push(format!(
+            "kv (sqlite alone) builds socket2 for {socket2_users:?}"
+        ));
+    }
+    if !defaults.0.contains("kv-remote") {
+        problems.push("kv's default features lost the remote client: is the check stale?".into());
+    }
+    check(problems)
+}
+
 #[test]
 fn manifest_reader() {
     let m = Manifest::parse(
