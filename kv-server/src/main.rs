@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kv::Clock;
 use kv_remote::ServerConfig;
 #[cfg(unix)]
@@ -60,6 +60,29 @@ enum Command {
     /// Listen to a database's queue and print each message as it is
     /// handled (acknowledging it).
     Listen(Listen),
+    /// Print the shell completion script for kv, e.g. `kv completions bash
+    /// > /etc/bash_completion.d/kv`.
+    Completions(Completions),
+}
+
+#[derive(clap::Args)]
+struct Completions {
+    /// The shell to complete kv's commands and flags in.
+    shell: clap_complete::Shell,
+}
+
+/// Prints the completion script for `shell`. A reader that stops early
+/// (`| head`) is no error, as with every line kv prints.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    // Rendered first: clap_complete panics when its writer fails.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "kv", &mut script);
+    match std::io::stdout().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("writing the completion script"))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[derive(clap::Args)]
@@ -404,6 +427,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => serve(args, cli.sqlite_path).await,
             Command::Queue(args) => queue(args, cli.sqlite_path).await.map(|()| None),
             Command::Listen(args) => listen(args, cli.sqlite_path).await.map(|()| None),
+            Command::Completions(args) => completions(args.shell).map(|()| None),
         }
     })?;
     // Dropping the runtime drops every task, and with them the last

@@ -1,5 +1,6 @@
 //! Integration tests of the `kv` binary, run as a process: one test binary
 //! with a module per area.
 
+mod completions;
 mod denokv_cli;
 mod queue_cli;
