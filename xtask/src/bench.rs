@@ -5,13 +5,15 @@
 //!
 //! Both drivers print one JSON line per workload:
 //! `{"name":..,"ops":..,"secs":..,"p50_us":..,"p99_us":..}`.
-
-use std::fmt::Write as _;
+//!
+//! Every target writes its section of `docs/benchmarks.md` (`bench_doc`)
+//! after a full run; a partial one (`--scale`, `--workload`, `--only`)
+//! leaves the file alone unless given `--write-doc`.
 
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
-use crate::{project_root, tools};
+use crate::{bench_doc, project_root, tools};
 
 /// Workloads in table order: name, what it does, unit of its rate, goal.
 const WORKLOADS: &[(&str, &str, &str, Option<f64>)] = &[
@@ -30,7 +32,7 @@ const WORKLOADS: &[(&str, &str, &str, Option<f64>)] = &[
 ];
 
 const USAGE: &str = "usage: cargo xtask bench embedded [--workload NAME|all] [--only kv|deno] [--scale F] \
-     [--kv-backend sqlite,redb,memory] | bench server [--scale F] | bench queue [--scale F] | bench v8 [--scale F]";
+     [--kv-backend sqlite,redb,memory] [--write-doc] | bench server|queue|v8 [--scale F] [--write-doc]";
 
 /// One workload's result from one driver.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,9 +94,11 @@ fn embedded(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     let mut only: Option<String> = None;
     let mut scale = "1".to_owned();
     let mut backends = "sqlite,redb".to_owned();
+    let mut write_doc = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
+            "--write-doc" => write_doc = true,
             "--workload" => workload = it.next().context(USAGE)?.clone(),
             "--only" => only = Some(it.next().context(USAGE)?.clone()),
             // Multiplies every count (for a quick smoke run); 1 = the real figures.
@@ -155,31 +159,69 @@ fn embedded(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
     }
     sh.remove_path(&scratch)?;
 
-    let table = render_table(&kv, &deno);
+    let table = render_table(&kv, &deno, true);
     println!();
     print!("{table}");
     sh.create_dir(&out_dir)?;
     let md = out_dir.join("embedded.md");
     let header = format!(
-        "Embedded, on a file: kv on {} vs Deno {} `Deno.openKv(path)`, {} cores. \
-         Rates are per second; latencies (p50, p99) in µs.\n\n",
+        "Embedded, on a file: kv on {} vs Deno {} `Deno.openKv(path)`. Rates are per \
+         second, latencies (p50, p99) in µs; `BACKEND/Deno` is kv's rate ÷ Deno's. \
+         SQLite runs in WAL mode with `synchronous=FULL`, redb with immediate \
+         durability: every acknowledged commit is on disk.\n\n",
         kv.iter()
             .map(|(b, _)| b.as_str())
             .collect::<Vec<_>>()
             .join(", "),
         tools::DENO_VERSION,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
-    sh.write_file(&md, format!("{header}{table}"))?;
+    let body = format!("{header}{table}");
+    sh.write_file(&md, &body)?;
     println!();
     println!("written to {}", md.display());
+    let full = workload == "all" && only.is_none() && scale == "1";
+    write_doc_section(
+        sh,
+        "embedded",
+        "Embedded: kv vs Deno's local KV, on a file",
+        "cargo xtask bench embedded",
+        &body,
+        full || write_doc,
+    )
+}
+
+/// Replaces `target`'s section of `docs/benchmarks.md` with `body` under
+/// `title`, or says why not.
+pub(crate) fn write_doc_section(
+    sh: &Shell,
+    target: &str,
+    title: &str,
+    command: &str,
+    body: &str,
+    write: bool,
+) -> anyhow::Result<()> {
+    if !write {
+        println!(
+            "{} not changed: a partial run (pass --write-doc to replace its `{target}` section)",
+            bench_doc::PATH
+        );
+        return Ok(());
+    }
+    let section = bench_doc::section(title, &bench_doc::provenance(sh), command, body);
+    let path = bench_doc::write(target, &section)?;
+    println!("section `{target}` of {} replaced", path.display());
     Ok(())
+}
+
+/// Whether `args` hold `--write-doc`.
+pub(crate) fn wants_doc(args: &[String]) -> bool {
+    args.iter().any(|a| a == "--write-doc")
 }
 
 /// The joined results as a Markdown table (readable as text too): for
 /// each kv backend and for Deno, rate, p50 and p99; then each backend's rate
 /// over Deno's, and the goal (judged on the first backend).
-pub(crate) fn render_table(kv: &[(String, Vec<Record>)], deno: &[Record]) -> String {
+pub(crate) fn render_table(kv: &[(String, Vec<Record>)], deno: &[Record], goals: bool) -> String {
     let mut names: Vec<&str> = WORKLOADS.iter().map(|w| w.0).collect();
     for r in kv.iter().flat_map(|(_, rs)| rs).chain(deno) {
         if !names.contains(&r.name.as_str()) {
@@ -200,7 +242,9 @@ pub(crate) fn render_table(kv: &[(String, Vec<Record>)], deno: &[Record]) -> Str
     for (backend, _) in kv {
         header.push(format!("{backend}/Deno"));
     }
-    header.push("goal".to_owned());
+    if goals {
+        header.push("goal".to_owned());
+    }
     let mut rows = vec![header];
     for name in names {
         let ours: Vec<Option<Record>> = kv.iter().map(|(_, rs)| find(rs, name)).collect();
@@ -227,6 +271,10 @@ pub(crate) fn render_table(kv: &[(String, Vec<Record>)], deno: &[Record]) -> Str
             });
         }
         let first = ours.first().cloned().flatten();
+        if !goals {
+            rows.push(row);
+            continue;
+        }
         row.push(match (meta.and_then(|w| w.3), &first) {
             (Some(goal), Some(k)) => format!(
                 "≥ {}: {}",
@@ -240,46 +288,11 @@ pub(crate) fn render_table(kv: &[(String, Vec<Record>)], deno: &[Record]) -> Str
     }
 
     let columns = rows[0].len();
-    let text_column = |c: usize| c < 2 || c == columns - 1;
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for (i, row) in rows.iter().enumerate() {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(c, (cell, w))| {
-                // Text columns to the left, figures to the right.
-                if text_column(c) {
-                    format!("{cell:<w$}")
-                } else {
-                    format!("{cell:>w$}")
-                }
-            })
-            .collect();
-        let _ = writeln!(out, "| {} |", cells.join(" | "));
-        if i == 0 {
-            let rule: Vec<String> = widths
-                .iter()
-                .enumerate()
-                .map(|(c, w)| {
-                    if text_column(c) {
-                        "-".repeat(*w)
-                    } else {
-                        format!("{}:", "-".repeat(w - 1))
-                    }
-                })
-                .collect();
-            let _ = writeln!(out, "| {} |", rule.join(" | "));
-        }
-    }
-    out
+    bench_doc::markdown_table(&rows, |c| c < 2 || (goals && c == columns - 1))
 }
 
 /// A latency in µs: one decimal below 10, whole numbers above.
-fn micros(us: f64) -> String {
+pub(crate) fn micros(us: f64) -> String {
     if us < 10.0 {
         format!("{us:.1}")
     } else {
@@ -288,7 +301,7 @@ fn micros(us: f64) -> String {
 }
 
 /// `1234567.8` → `1,234,568`.
-fn thousands(x: f64) -> String {
+pub(crate) fn thousands(x: f64) -> String {
     let digits = format!("{:.0}", x.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -314,12 +327,15 @@ mod tests {
         )?;
         assert_eq!(kv.len(), 1);
         assert_eq!(kv[0].rate(), 200_000.0);
-        let table = render_table(&[("sqlite".to_owned(), kv)], &deno);
+        let table = render_table(&[("sqlite".to_owned(), kv.clone())], &deno, true);
         assert!(table.contains("sqlite/Deno"), "{table}");
         assert!(table.contains("200,000"), "{table}");
         assert!(table.contains("20.00x"), "{table}");
         assert!(table.contains("≥ 100,000: met"), "{table}");
         assert!(!table.contains("writers64"), "{table}");
+        let plain = render_table(&[("kv serve".to_owned(), kv)], &deno, false);
+        assert!(!plain.contains("goal"), "{plain}");
+        assert!(plain.contains("kv serve/Deno"), "{plain}");
         Ok(())
     }
 

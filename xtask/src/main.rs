@@ -2,8 +2,9 @@
 //!
 //! - `ci`: the single gate (tools, fmt, clippy, tests, docs, conformance).
 //! - `conformance [ARGS..]`: the conformance suite with a target × area matrix.
-//! - `bench embedded|server|queue|v8`: kv against a peer (Deno's built-in KV,
-//!   V8's own serializer) in the same invocation.
+//! - `bench embedded|server|queue|v8`: kv against a peer (Deno's built-in
+//!   KV, V8's own serializer) in the same invocation, each target's figures
+//!   written into its section of `docs/benchmarks.md`.
 //! - `fuzz`: libFuzzer on the decoders and the server's request handling.
 //! - `crash`: the kv-sqlite crash test with more rounds (`N`, default 200).
 //! - `tools`: installs the pinned tools (Deno) into `.tools/`.
@@ -15,6 +16,7 @@
 
 mod artifacts;
 mod bench;
+mod bench_doc;
 mod bench_more;
 mod ci;
 mod clients;
@@ -48,6 +50,8 @@ commands:
                               the V8 codec beside V8's own (node:v8 in Deno)
   bench embedded [--workload NAME] [--kv-backend sqlite,redb]
                               kv on SQLite and redb against Deno KV, in-process on files
+                              (each bench target writes its section of docs/benchmarks.md;
+                              --write-doc for partial runs)
   etcd [ARGS..]               start a 3-member etcd cluster on loopback ports, run the
                               conformance suite's etcd target on it, stop it; then
                               `etcd consistency` on a fresh cluster
