@@ -7,8 +7,8 @@
 //! `{"name":..,"ops":..,"secs":..,"p50_us":..,"p99_us":..}`.
 //!
 //! Every target writes its section of `docs/benchmarks.md` (`bench_doc`)
-//! after a full run; a partial one (`--scale`, `--workload`, `--only`)
-//! leaves the file alone unless given `--write-doc`.
+//! after a full run; a partial one (`--scale`, `--workload`, `--only`,
+//! other `--sizes`) leaves the file alone unless given `--write-doc`.
 
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
@@ -32,7 +32,8 @@ const WORKLOADS: &[(&str, &str, &str, Option<f64>)] = &[
 ];
 
 const USAGE: &str = "usage: cargo xtask bench embedded [--workload NAME|all] [--only kv|deno] [--scale F] \
-     [--kv-backend sqlite,redb,memory] [--write-doc] | bench server|queue|v8 [--scale F] [--write-doc]";
+     [--kv-backend sqlite,redb,memory] [--write-doc] | bench server|queue|v8 [--scale F] [--write-doc] \
+     | bench scale [--sizes 10k,1M,10M] [--deno-sizes 10k,1M] [--kv-backend sqlite,redb] [--scale F] [--write-doc]";
 
 /// One workload's result from one driver.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,6 +86,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
         Some("server") => crate::bench_more::server(sh, &args[1..]),
         Some("queue") => crate::bench_more::queue(sh, &args[1..]),
         Some("v8") => crate::bench_more::v8(sh, &args[1..]),
+        Some("scale") => crate::bench_scale::run(sh, &args[1..]),
         _ => bail!("{USAGE}"),
     }
 }

@@ -77,6 +77,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
         ),
         ("clients", Box::new(|| crate::clients::run(sh, &[]))),
         ("consistency", Box::new(|| crate::consistency::run(sh, &[]))),
+        ("scale", Box::new(|| crate::bench_scale::ci(sh))),
         ("fuzz", Box::new(|| crate::fuzz::run(sh, &[]))),
         ("licenses", Box::new(|| crate::licenses::run(sh))),
     ];

@@ -2,9 +2,9 @@
 //!
 //! - `ci`: the single gate (tools, fmt, clippy, tests, docs, conformance).
 //! - `conformance [ARGS..]`: the conformance suite with a target × area matrix.
-//! - `bench embedded|server|queue|v8`: kv against a peer (Deno's built-in
-//!   KV, V8's own serializer) in the same invocation, each target's figures
-//!   written into its section of `docs/benchmarks.md`.
+//! - `bench embedded|server|queue|v8|scale`: kv against a peer (Deno's
+//!   built-in KV, V8's own serializer) in the same invocation, each target's
+//!   figures written into its section of `docs/benchmarks.md`.
 //! - `fuzz`: libFuzzer on the decoders and the server's request handling.
 //! - `crash`: the kv-sqlite crash test with more rounds (`N`, default 200).
 //! - `tools`: installs the pinned tools (Deno) into `.tools/`.
@@ -18,6 +18,7 @@ mod artifacts;
 mod bench;
 mod bench_doc;
 mod bench_more;
+mod bench_scale;
 mod ci;
 mod clients;
 mod conformance;
@@ -41,7 +42,7 @@ cargo xtask <command>
 
 commands:
   ci [--skip STEP,..]         the single gate: tools, fmt, clippy, test, doc, conformance,
-                              etcd, clients, consistency, fuzz, licenses
+                              etcd, clients, consistency, scale, fuzz, licenses
   conformance [ARGS..]        run the conformance suite (ARGS go to the harness, e.g. a
                               name filter); KV_TEST_URL=<url> runs it against that URL
   bench server|queue|v8 [--scale F]
@@ -50,8 +51,10 @@ commands:
                               the V8 codec beside V8's own (node:v8 in Deno)
   bench embedded [--workload NAME] [--kv-backend sqlite,redb]
                               kv on SQLite and redb against Deno KV, in-process on files
-                              (each bench target writes its section of docs/benchmarks.md;
-                              --write-doc for partial runs)
+  bench scale [--sizes 10k,1M,10M] [--deno-sizes 10k,1M]
+                              get, set and list latency and file size per key as the data
+                              grows, on SQLite, redb and Deno KV (each bench target writes
+                              its section of docs/benchmarks.md; --write-doc for partial runs)
   etcd [ARGS..]               start a 3-member etcd cluster on loopback ports, run the
                               conformance suite's etcd target on it, stop it; then
                               `etcd consistency` on a fresh cluster
