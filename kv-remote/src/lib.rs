@@ -6,20 +6,31 @@
 //! [`router`], [`bind`] and [`ServerConfig`]. A program that only connects
 //! to a server compiles no HTTP server.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! A server on a [`MemoryBackend`](kv_core::MemoryBackend), and a client
+//! that writes a key and enqueues a message, which the server stores
+//! through the queue layer it applies to every backend it serves:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::runtime::Runtime::new()?.block_on(async {
 //! use std::sync::Arc;
-//! use kv_core::{Kv, MemoryBackend, key};
+//! use kv_core::{EnqueueOptions, Kv, KvValue, MemoryBackend, key};
 //! use kv_remote::{RemoteConfig, ServerConfig, bind, serve};
 //!
+//! let storage = Arc::new(MemoryBackend::new());
 //! let (listener, addr) = bind("127.0.0.1:0".parse()?).await?;
-//! let backend = Arc::new(MemoryBackend::new());
-//! tokio::spawn(serve(listener, backend, ServerConfig::new(["a-long-secret-token"]), std::future::pending()));
+//! let config = ServerConfig::new(["a-long-secret-token"]);
+//! tokio::spawn(serve(listener, storage.clone(), config, std::future::pending()));
 //!
-//! let remote = RemoteConfig::new(format!("http://{addr}"), "a-long-secret-token").connect().await?;
-//! let kv = Kv::new(remote);
-//! kv.set(key!["hello"], kv_core::KvValue::U64(1)).await?;
-//! # Ok(()) }
+//! let url = format!("http://{addr}");
+//! let kv = Kv::new(RemoteConfig::new(url, "a-long-secret-token").connect().await?);
+//! kv.set(key!["hello"], KvValue::U64(1)).await?;
+//! // The V8 encoding of the number 1.
+//! kv.enqueue(vec![0xff, 0x10, 0x49, 0x02], EnqueueOptions::default()).await?;
+//! assert_eq!(kv_queue::layout::read_messages(&*storage).await?.len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })
+//! # }
 //! ```
 //!
 //! The protocol is described in `docs/kv-connect.md` at the repository root.

@@ -1,6 +1,11 @@
 //! The KV Connect server: serves any `Arc<dyn Backend>` to Deno, Node,
 //! Python and kv's own remote clients over HTTP/1.1, h2c and (optionally)
 //! TLS, on one port.
+//!
+//! Clients enqueue queue messages in their commits, and only the queue
+//! layer stores them (storage backends refuse enqueues). The server applies
+//! that layer itself, in [`router`], so a program serving a backend cannot
+//! forget it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,6 +25,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use kv_core::backend::{Backend, read_into};
 use kv_core::{Clock, Consistency, SystemClock};
+use kv_queue::QueueBackend;
 use prost::Message;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -161,6 +167,12 @@ struct AppState {
 
 /// The HTTP routes, for embedding in another server. Watch streams end when
 /// `stop` turns true.
+///
+/// Commits go through [`QueueBackend`], so the enqueues clients send are
+/// stored as queue records in the same commit, whatever `backend` is. A
+/// backend that already has the layer (as `kv::open_backend` returns them)
+/// is served unchanged: the outer layer turns every enqueue into mutations
+/// and the inner one sees none.
 pub fn router(
     backend: Arc<dyn Backend>,
     config: ServerConfig,
@@ -168,7 +180,7 @@ pub fn router(
 ) -> Router {
     let max_body = config.max_body_bytes;
     let state = AppState {
-        backend,
+        backend: Arc::new(QueueBackend::new(backend)),
         config: Arc::new(config),
         stop,
     };
@@ -499,7 +511,8 @@ async fn watch_impl(
 
 /// Serves `backend` on `listener` until `shutdown` resolves, then stops
 /// accepting, ends watch streams, lets in-flight requests finish (up to
-/// 10 s) and returns. The backend is not closed.
+/// 10 s) and returns. The backend is not closed. Client enqueues are
+/// stored through the queue layer (see [`router`]).
 ///
 /// # Errors
 /// Only for a listener that cannot be used at all.

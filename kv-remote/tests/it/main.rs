@@ -5,6 +5,7 @@
 mod bad_requests;
 mod codegen;
 mod opaque_keys;
+mod queue;
 mod resilience;
 mod tls;
 mod transport;
