@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+use std::path::Path;
 use std::sync::Arc;
 
 // The user's API, named one by one so that what kv-core adds for backend
@@ -70,6 +71,162 @@ pub async fn open_backend(url: &str) -> Result<Arc<dyn Backend>> {
     Ok(Arc::new(kv_queue::QueueBackend::new(storage)))
 }
 
+/// How to open a database by URL (builder-lite): [`open`] and
+/// [`open_backend`] with choices.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// let dir = tempfile::tempdir().expect("a temporary directory");
+/// let missing = dir.path().join("missing.sqlite3");
+/// let opened = kv::OpenOptions::new()
+///     .with_must_exist(true)
+///     .open(missing.to_str().expect("utf-8"))
+///     .await;
+/// assert!(matches!(opened, Err(kv::Error::InvalidArgument(_))));
+/// assert!(!missing.exists(), "nothing was created");
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Runtime::new().expect("runtime").block_on(f)
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenOptions {
+    must_exist: bool,
+    read_only: bool,
+}
+
+impl OpenOptions {
+    /// The defaults: a missing database file is created, writes allowed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With `true`, a SQLite or redb file that does not exist is an error
+    /// instead of a new, empty database (for commands that only look).
+    pub fn with_must_exist(mut self, must_exist: bool) -> Self {
+        self.must_exist = must_exist;
+        self
+    }
+
+    /// With `true`, opens as [`open_backend_read_only`] does (SQLite files
+    /// only); implies that the file must exist.
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Opens the database `url` names with these options.
+    ///
+    /// # Errors
+    /// As [`open`]; [`Error::InvalidArgument`] naming the path when a file
+    /// that must exist does not, or its directory does not exist;
+    /// [`Error::PermissionDenied`] when the file or its directory may not
+    /// be read or written.
+    pub async fn open(&self, url: &str) -> Result<Kv> {
+        Ok(Kv::from_arc(self.open_backend(url).await?))
+    }
+
+    /// Opens the backend `url` names with these options.
+    ///
+    /// # Errors
+    /// As [`OpenOptions::open`].
+    pub async fn open_backend(&self, url: &str) -> Result<Arc<dyn Backend>> {
+        let target = parse(url)?;
+        if let Target::Sqlite(path) | Target::Redb(path) = target {
+            check_path(Path::new(path), self.must_exist || self.read_only)?;
+        }
+        let opened = if self.read_only {
+            open_backend_read_only(url).await
+        } else {
+            open_backend(url).await
+        };
+        match (opened, target) {
+            (Err(e), Target::Sqlite(path) | Target::Redb(path)) => {
+                Err(diagnose(Path::new(path)).unwrap_or(e))
+            }
+            (opened, _) => opened,
+        }
+    }
+}
+
+/// Refuses a file that must exist and does not, and a file whose
+/// directory is missing, before an engine would create or fail on it.
+fn check_path(path: &Path, must_exist: bool) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    if must_exist {
+        return Err(Error::InvalidArgument(format!(
+            "no database at {}: the file does not exist",
+            path.display()
+        )));
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "cannot create {}: the directory {} does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Says why a database file could not be opened when the operating system
+/// refused it (engines report that as a bare "unable to open"): `None`
+/// when it was something else.
+fn diagnose(path: &Path) -> Option<Error> {
+    let denied = |what: String| Some(Error::PermissionDenied(what));
+    if path.exists() {
+        return match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => denied(format!(
+                "cannot open {} for reading and writing",
+                path.display()
+            )),
+            Err(e) if e.raw_os_error() == Some(READ_ONLY_FILE_SYSTEM) => {
+                denied(format!("{} is on a read-only file system", path.display()))
+            }
+            _ => None,
+        };
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let probe = dir.join(format!(".kv-open-probe-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e)
+            if e.kind() == std::io::ErrorKind::PermissionDenied
+                || e.raw_os_error() == Some(READ_ONLY_FILE_SYSTEM) =>
+        {
+            denied(format!(
+                "cannot create {}: the directory {} is not writable",
+                path.display(),
+                dir.display()
+            ))
+        }
+        Err(_) => None,
+    }
+}
+
+/// `EROFS`, which std reports without an `ErrorKind` of its own on stable.
+const READ_ONLY_FILE_SYSTEM: i32 = 30;
+
+/// The URL forms [`open`] accepts, for error messages.
+pub const URL_FORMS: &str = "memory:, :memory:, sqlite:PATH, redb:PATH, a file path \
+     (PATH.redb for redb), http://HOST:PORT or https://… (KV Connect), etcd://HOST:PORT[,…][/PREFIX]";
+
 /// Opens the SQLite file that `url` names without ever writing to it, as
 /// `kv serve --read-only` does: reads and watches work (other processes'
 /// commits still wake watchers), commits fail with [`Error::ReadOnly`], and
@@ -101,7 +258,7 @@ fn no_read_only(backend: &str) -> Error {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target<'a> {
     Memory,
     SqliteMemory,
@@ -147,7 +304,7 @@ fn parse(url: &str) -> Result<Target<'_>> {
     }
     if let Some((scheme, _)) = url.split_once("://") {
         return Err(Error::InvalidArgument(format!(
-            "unsupported database URL scheme {scheme:?} in {url:?}"
+            "unsupported database URL scheme {scheme:?} in {url:?}; accepted: {URL_FORMS}"
         )));
     }
     if url.starts_with(':') {

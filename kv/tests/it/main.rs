@@ -1,5 +1,6 @@
 //! Integration tests of the facade: one binary with a module per area.
 
+mod open;
 mod read_only;
 mod remote_queue;
 
