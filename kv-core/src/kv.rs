@@ -503,22 +503,44 @@ impl EnqueueOptions {
             });
         }
         if let Some(schedule) = &self.backoff_schedule {
-            if schedule.len() > limits::MAX_BACKOFF_INTERVALS {
-                return Err(Error::InvalidArgument(format!(
-                    "Invalid backoffSchedule, max {} intervals allowed",
-                    limits::MAX_BACKOFF_INTERVALS
-                )));
-            }
-            if let Some(i) = schedule
-                .iter()
-                .position(|d| d.as_millis() > u128::from(limits::MAX_BACKOFF_INTERVAL_MS))
-            {
-                return Err(Error::InvalidArgument(format!(
-                    "Invalid backoffSchedule, interval at index {i} is invalid"
-                )));
-            }
+            let delays: Vec<u64> = schedule.iter().map(|d| duration_ms(*d)).collect();
+            limits::check_backoff_schedule(delays.iter().copied(), limits::MAX_BACKOFF_INTERVALS)
+                .map_err(|e| invalid_backoff_schedule(e, &delays))?;
         }
         Ok(())
+    }
+}
+
+/// `d` in whole milliseconds, saturating.
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A failed [`limits::check_backoff_schedule`] in the Deno runtime's words
+/// (a `TypeError` there), which name the first delay that is too long by
+/// its index.
+fn invalid_backoff_schedule(e: Error, delays: &[u64]) -> Error {
+    match e {
+        Error::LimitExceeded {
+            limit: Limit::BackoffIntervals,
+            max,
+            ..
+        } => Error::InvalidArgument(format!(
+            "Invalid backoffSchedule, max {max} intervals allowed"
+        )),
+        Error::LimitExceeded {
+            limit: Limit::BackoffInterval,
+            actual,
+            ..
+        } => {
+            // The check reports the first delay over the limit, so the
+            // first delay equal to it is the one.
+            let i = delays.iter().position(|&ms| ms == actual).unwrap_or(0);
+            Error::InvalidArgument(format!(
+                "Invalid backoffSchedule, interval at index {i} is invalid"
+            ))
+        }
+        other => other,
     }
 }
 

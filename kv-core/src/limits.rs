@@ -112,6 +112,40 @@ pub fn check_watch(keys: &[Vec<u8>]) -> Result<()> {
     keys.iter().try_for_each(|k| check_read_key(k))
 }
 
+/// Checks a backoff schedule (the delays, in ms, before each retry of a
+/// queue message or a cron run): at most `max_intervals` delays
+/// ([`MAX_BACKOFF_INTERVALS`] from the Deno runtime and for cron,
+/// [`MAX_SERVER_BACKOFF_INTERVALS`] on a server), each at most
+/// [`MAX_BACKOFF_INTERVAL_MS`].
+///
+/// This is the one check of a schedule: [`check_write`] and the server's
+/// [`check_received_write`], [`Kv::enqueue`](crate::Kv::enqueue) and cron
+/// registration all call it, and each surface words its failure as Deno
+/// does there.
+///
+/// # Errors
+/// `LimitExceeded` for [`Limit::BackoffIntervals`] with the number of
+/// delays, or for [`Limit::BackoffInterval`] with the first delay that is
+/// too long.
+pub fn check_backoff_schedule<I>(delays_ms: I, max_intervals: usize) -> Result<()>
+where
+    I: IntoIterator<Item = u64>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let delays = delays_ms.into_iter();
+    check_size(Limit::BackoffIntervals, max_intervals, delays.len())?;
+    for ms in delays {
+        if ms > MAX_BACKOFF_INTERVAL_MS {
+            return Err(Error::LimitExceeded {
+                limit: Limit::BackoffInterval,
+                max: MAX_BACKOFF_INTERVAL_MS,
+                actual: ms,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Checks a commit as the Deno runtime does, and also that no user commit
 /// touches the reserved system key space.
 ///
@@ -197,16 +231,7 @@ fn check_write_inner(write: &AtomicWrite, allow_system: bool, max_backoff: usize
             }
         }
         if let Some(schedule) = &e.backoff_schedule {
-            check_size(Limit::BackoffIntervals, max_backoff, schedule.len())?;
-            for &ms in schedule {
-                if u64::from(ms) > MAX_BACKOFF_INTERVAL_MS {
-                    return Err(Error::limit(
-                        Limit::BackoffInterval,
-                        MAX_BACKOFF_INTERVAL_MS as usize,
-                        ms as usize,
-                    ));
-                }
-            }
+            check_backoff_schedule(schedule.iter().map(|&ms| u64::from(ms)), max_backoff)?;
             total += 4 * schedule.len();
         }
         total += e.payload.len();
@@ -214,3 +239,6 @@ fn check_write_inner(write: &AtomicWrite, allow_system: bool, max_backoff: usize
     check_size(Limit::TotalMutationSize, MAX_TOTAL_MUTATION_SIZE, total)?;
     check_size(Limit::TotalKeySize, MAX_TOTAL_KEY_SIZE, key_total)
 }
+
+#[cfg(test)]
+mod tests;
