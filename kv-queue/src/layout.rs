@@ -79,6 +79,12 @@ pub fn message_id(key: &[u8]) -> Option<&[u8]> {
         .and_then(|k| k.get(8..))
 }
 
+/// The due time (Unix ms) of a message key.
+pub fn message_due(key: &[u8]) -> Option<u64> {
+    let due = key.strip_prefix(&MESSAGE_PREFIX[..])?.first_chunk::<8>()?;
+    Some(u64::from_be_bytes(*due))
+}
+
 /// The key of a running message.
 pub fn running_key(id: &[u8]) -> Vec<u8> {
     let mut key = RUNNING_PREFIX.to_vec();
@@ -188,12 +194,8 @@ impl Reader<'_> {
 /// # Errors
 /// `InvalidValue` for a record this version cannot read.
 pub fn decode_message(key: &[u8], record: &[u8]) -> Result<Message> {
-    let due = key
-        .strip_prefix(&MESSAGE_PREFIX[..])
-        .and_then(|k| k.get(..8))
-        .ok_or_else(|| Error::InvalidValue("not a queue message key".into()))?;
-    let mut due_bytes = [0u8; 8];
-    due_bytes.copy_from_slice(due);
+    let due_ms =
+        message_due(key).ok_or_else(|| Error::InvalidValue("not a queue message key".into()))?;
     let mut r = Reader(record);
     if r.take(1)? != [FORMAT] {
         return Err(Error::InvalidValue("unknown queue record format".into()));
@@ -213,7 +215,7 @@ pub fn decode_message(key: &[u8], record: &[u8]) -> Result<Message> {
         keys_if_undelivered.push(r.take(len)?.to_vec());
     }
     Ok(Message {
-        due_ms: u64::from_be_bytes(due_bytes),
+        due_ms,
         attempts,
         backoff_schedule,
         keys_if_undelivered,

@@ -7,7 +7,9 @@
 //!
 //! This crate owns the byte layout (see [`layout`]). [`QueueBackend`] wraps
 //! a storage backend and turns the `enqueues` of each `AtomicWrite` into
-//! mutations of that layout, inside the same commit.
+//! mutations of that layout, inside the same commit; [`Queue`] delivers
+//! the messages. [`lease`] (leases kept alive while a handler runs) and
+//! [`time`] (sleeping on a `Clock`) are shared with kv-cron.
 //!
 //! ```
 //! # futures::executor::block_on(async {
@@ -39,9 +41,14 @@ use kv_core::backend::{
 };
 
 pub mod layout;
+pub mod lease;
 mod listener;
+pub mod time;
 
-pub use listener::{Delivery, HandlerError, Queue, QueueStats};
+pub use listener::{
+    DEFAULT_CONCURRENCY, DEFAULT_LEASE, DEFAULT_POLL_INTERVAL, Delivery, HandlerError, Queue,
+    QueueStats,
+};
 
 pub use kv_core::backend::DEFAULT_BACKOFF_SCHEDULE;
 
