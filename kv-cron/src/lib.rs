@@ -9,10 +9,14 @@
 //! A job's state (the last tick claimed, and the lease of a running tick)
 //! lives under the reserved system key space. A process claims a tick by
 //! compare-and-swap on that state, so with N processes each tick runs once;
-//! a run holds a lease that it renews, so runs never overlap across
-//! processes; a process that dies mid-run loses its lease, and its tick is
-//! not run again. Ticks missed while a run lasts (or while no process was
-//! up) are skipped, never caught up: the next tick is computed from now.
+//! a run holds a lease that it renews ([`kv_queue::lease`], shared with
+//! queue listeners) from its claim, through its retries, until the tick is
+//! marked done, so runs never overlap across processes; a process that
+//! dies mid-run loses its lease, and its tick is not run again. A run whose
+//! lease was taken over finishes its current attempt, but its result is
+//! not recorded: no retry, no "done". Ticks missed while a run lasts (or
+//! while no process was up) are skipped, never caught up: the next tick is
+//! computed from now.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -49,11 +53,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
+use kv_core::backend::point_range;
 use kv_core::backend::{
     AtomicWrite, Backend, Check, CommitOutcome, Consistency, Mutation, MutationKind, SYSTEM_PREFIX,
 };
-use kv_core::backend::point_range;
+use kv_core::limits::{self, MAX_BACKOFF_INTERVALS};
 use kv_core::{Clock, KvValue, SystemClock, Versionstamp};
+use kv_queue::lease::{Held, Lease, MIN_LEASE};
+use kv_queue::time::sleep_until;
 
 mod schedule;
 
@@ -66,8 +73,18 @@ pub const DEFAULT_BACKOFF_SCHEDULE: [u64; 5] = [100, 1000, 5000, 30000, 60000];
 /// (it checks the count before adding).
 pub const MAX_CRONS: usize = 100;
 
+/// Longest job name, in bytes (Deno's limit).
+pub const MAX_NAME_LEN: usize = 64;
+/// How long a run's lease lasts without a renewal, by default.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
 /// Prefix of the job state keys (the rest is the job name).
 pub const STATE_PREFIX: [u8; 3] = [SYSTEM_PREFIX, b'c', b'j'];
+
+/// A job gives up (and [`Scheduler::run`] fails) after this many transient
+/// database errors in a row, each followed by [`STATE_RETRY_DELAY`].
+const MAX_STATE_FAILURES: u32 = 100;
+const STATE_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 /// Why a job could not be registered or run.
 #[derive(Debug, thiserror::Error)]
@@ -148,9 +165,9 @@ impl std::fmt::Debug for Scheduler {
 /// # Errors
 /// `InvalidName` with Deno's message.
 pub fn validate_name(name: &str) -> Result<(), CronError> {
-    if name.len() > 64 {
+    if name.len() > MAX_NAME_LEN {
         return Err(CronError::InvalidName(format!(
-            "Cron name cannot exceed 64 characters: current length {}",
+            "Cron name cannot exceed {MAX_NAME_LEN} characters: current length {}",
             name.len()
         )));
     }
@@ -173,9 +190,15 @@ struct State {
     lease_until: u64,
 }
 
+/// The state record: a format byte, then `last_tick` and `lease_until` as
+/// u64 LE.
+const STATE_FORMAT: u8 = 1;
+const STATE_LEN: usize = 17;
+
 impl State {
     fn encode(self) -> KvValue {
-        let mut out = vec![1];
+        let mut out = Vec::with_capacity(STATE_LEN);
+        out.push(STATE_FORMAT);
         out.extend_from_slice(&self.last_tick.to_le_bytes());
         out.extend_from_slice(&self.lease_until.to_le_bytes());
         KvValue::Bytes(out)
@@ -185,7 +208,7 @@ impl State {
         let KvValue::Bytes(b) = value else {
             return None;
         };
-        if b.len() != 17 || b[0] != 1 {
+        if b.len() != STATE_LEN || b[0] != STATE_FORMAT {
             return None;
         }
         let u = |r: std::ops::Range<usize>| u64::from_le_bytes(b[r].try_into().unwrap_or([0; 8]));
@@ -202,7 +225,7 @@ impl Scheduler {
         Scheduler {
             backend,
             clock: Arc::new(SystemClock),
-            lease: Duration::from_secs(30),
+            lease: DEFAULT_LEASE,
             jobs: Arc::default(),
         }
     }
@@ -214,10 +237,15 @@ impl Scheduler {
     }
 
     /// A run that stops renewing its lease for this long is presumed dead
-    /// (default 30 s, renewed every third of it).
+    /// (default 30 s, at least 30 ms; renewed every third of it).
     pub fn with_lease(mut self, lease: Duration) -> Self {
-        self.lease = lease.max(Duration::from_millis(30));
+        self.lease = lease.max(MIN_LEASE);
         self
+    }
+
+    /// The lease a run takes on its job's state.
+    fn lease(&self) -> Lease {
+        Lease::new(self.clock.clone(), self.lease)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
@@ -264,10 +292,13 @@ impl Scheduler {
         let backoff = match options.backoff_schedule {
             None => DEFAULT_BACKOFF_SCHEDULE.to_vec(),
             Some(s) => {
-                if s.len() > 5 || s.iter().any(|d| d.as_millis() > 3_600_000) {
-                    return Err(CronError::InvalidBackoffSchedule);
-                }
-                s.iter().map(|d| d.as_millis() as u64).collect()
+                let delays: Vec<u64> = s
+                    .iter()
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                    .collect();
+                limits::check_backoff_schedule(delays.iter().copied(), MAX_BACKOFF_INTERVALS)
+                    .map_err(|_| CronError::InvalidBackoffSchedule)?;
+                delays
             }
         };
         let mut jobs = self.lock();
@@ -324,16 +355,6 @@ impl Scheduler {
         result
     }
 
-    async fn sleep_until(&self, at_ms: u64) {
-        match self.clock.as_manual() {
-            Some(manual) => manual.sleep_until(at_ms).await,
-            None => {
-                let ms = at_ms.saturating_sub(self.clock.now_ms());
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-        }
-    }
-
     async fn read_state(
         &self,
         key: &[u8],
@@ -388,102 +409,131 @@ impl Scheduler {
         // The first tick is the first one after registration that is not
         // already past: a restart does not catch up.
         let mut after = job.registered_at.max(self.clock.now_ms().saturating_sub(1));
-        let mut errors = 0u32;
+        let mut failures = 0u32;
         loop {
-            let step = self.step(&job, &key, &mut after, &mut stop).await;
-            match step {
-                Ok(true) => errors = 0,
-                Ok(false) => return Ok(()),
-                Err(e) if e.is_retryable() && errors < 100 => {
-                    errors += 1;
+            match self.step(&job, &key, &mut after, &mut stop).await {
+                Ok(Step::Next) => failures = 0,
+                Ok(Step::Stop) => return Ok(()),
+                Err(e) if e.is_retryable() && failures < MAX_STATE_FAILURES => {
+                    failures += 1;
                     tracing::warn!(job = %job.name, error = %e, "cron state unavailable; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(STATE_RETRY_DELAY).await;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
     }
 
-    /// Waits for the next tick and runs it if this process wins it. `false`
-    /// when the scheduler stops.
+    /// One tick of a job: wait for it, claim it, run it if this process
+    /// won it. `after` is the time after which the next tick is looked for;
+    /// each outcome moves it on.
     async fn step(
         &self,
         job: &Job,
         key: &[u8],
         after: &mut u64,
         stop: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> Result<bool, kv_core::Error> {
+    ) -> Result<Step, kv_core::Error> {
         let (state, _) = self.read_state(key).await?;
-        let base = (*after).max(state.last_tick);
-        let Some(tick) = job.schedule.next_after(base) else {
-            return Ok(false);
+        let Some(tick) = job.schedule.next_after((*after).max(state.last_tick)) else {
+            return Ok(Step::Stop);
         };
-        tokio::select! {
-            () = self.sleep_until(tick) => {}
-            _ = stop.wait_for(|s| *s) => return Ok(false),
+        if !self.sleep_unless_stopped(tick, stop).await {
+            return Ok(Step::Stop);
         }
+        match self.claim(key, tick).await? {
+            TickClaim::RanElsewhere { last_tick } => *after = last_tick,
+            // Runs never overlap, so this tick is skipped.
+            TickClaim::Overlaps => *after = tick,
+            // Another process claimed it first; the next step sees its
+            // claim.
+            TickClaim::Raced => {}
+            TickClaim::Won(stamp) => {
+                self.run_tick(job, key, tick, stamp, stop).await?;
+                // Ticks that passed during the run are skipped. A run that
+                // ends exactly on a tick lets that tick run: it does not
+                // overlap.
+                *after = self.clock.now_ms().saturating_sub(1).max(tick);
+            }
+        }
+        Ok(Step::Next)
+    }
+
+    /// Sleeps until `at` on the clock; `false` if the scheduler stops first.
+    async fn sleep_unless_stopped(
+        &self,
+        at: u64,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> bool {
+        tokio::select! {
+            () = sleep_until(&*self.clock, at) => true,
+            _ = stop.wait_for(|s| *s) => false,
+        }
+    }
+
+    /// Claims `tick` by compare-and-swap on the job's state, taking the
+    /// run's lease, unless another process ran it or is still running an
+    /// earlier one.
+    async fn claim(&self, key: &[u8], tick: u64) -> Result<TickClaim, kv_core::Error> {
         let (state, stamp) = self.read_state(key).await?;
         if state.last_tick >= tick {
-            // Another process ran this tick.
-            *after = state.last_tick;
-            return Ok(true);
+            return Ok(TickClaim::RanElsewhere {
+                last_tick: state.last_tick,
+            });
         }
-        let now = self.clock.now_ms();
-        if state.lease_until > now {
-            // Another process's run is still going: runs never overlap, so
-            // this tick is skipped.
-            *after = tick;
-            return Ok(true);
+        if state.lease_until > self.clock.now_ms() {
+            return Ok(TickClaim::Overlaps);
         }
-        let lease = self.lease.as_millis() as u64;
         let claimed = State {
             last_tick: tick,
-            lease_until: now + lease,
+            lease_until: self.lease().deadline(),
         };
-        let Some(mut stamp) = self.cas(key, stamp, claimed).await? else {
-            return Ok(true);
-        };
-        // Run, retrying per the backoff schedule, renewing the lease.
-        let mut attempt = 0usize;
-        loop {
-            let work = std::panic::AssertUnwindSafe((job.handler)(tick)).catch_unwind();
-            let mut work = std::pin::pin!(work);
-            let ok = loop {
-                let renew_at = self.clock.now_ms() + lease / 3;
-                tokio::select! {
-                    r = &mut work => break matches!(r, Ok(Ok(()))),
-                    () = self.sleep_until(renew_at) => {
-                        let renewed = State { last_tick: tick, lease_until: self.clock.now_ms() + lease };
-                        match self.cas(key, Some(stamp), renewed).await {
-                            Ok(Some(s)) => stamp = s,
-                            Ok(None) => tracing::warn!(job = %job.name, "cron lease lost"),
-                            Err(e) => tracing::warn!(job = %job.name, error = %e, "cron lease renewal failed"),
-                        }
-                    }
-                }
+        Ok(match self.cas(key, stamp, claimed).await? {
+            Some(stamp) => TickClaim::Won(stamp),
+            None => TickClaim::Raced,
+        })
+    }
+
+    /// Runs a claimed tick, retrying per the backoff schedule, while
+    /// holding its lease (`stamp` is the claim's versionstamp); then marks
+    /// it done. Stopping the scheduler abandons the remaining retries. A
+    /// lost lease ends the run at once: the new holder owns the tick, so
+    /// nothing more is written.
+    async fn run_tick(
+        &self,
+        job: &Job,
+        key: &[u8],
+        tick: u64,
+        mut stamp: Versionstamp,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), kv_core::Error> {
+        let lease = &self.lease();
+        let renew = move |stamp| {
+            let renewed = State {
+                last_tick: tick,
+                lease_until: lease.deadline(),
             };
-            if ok {
+            self.cas(key, Some(stamp), renewed)
+        };
+        for attempt in 0.. {
+            let run = std::panic::AssertUnwindSafe((job.handler)(tick)).catch_unwind();
+            let work = async move { matches!(run.await, Ok(Ok(()))) };
+            let Some(succeeded) = kept(lease.hold(stamp, work, &renew).await, &mut stamp) else {
+                return Ok(());
+            };
+            if succeeded {
                 break;
             }
             tracing::warn!(job = %job.name, attempt, "Exception in cron handler");
             let Some(delay) = job.backoff.get(attempt) else {
                 break;
             };
-            attempt += 1;
-            let at = self.clock.now_ms() + delay;
-            let renewed = State {
-                last_tick: tick,
-                lease_until: at + lease,
+            let retry_at = self.clock.now_ms() + delay;
+            let wait = self.sleep_unless_stopped(retry_at, stop);
+            let Some(waited) = kept(lease.hold(stamp, wait, &renew).await, &mut stamp) else {
+                return Ok(());
             };
-            if let Ok(Some(s)) = self.cas(key, Some(stamp), renewed).await {
-                stamp = s;
-            }
-            // Stopping the scheduler abandons the remaining retries.
-            let stopping = tokio::select! {
-                () = self.sleep_until(at) => false,
-                _ = stop.wait_for(|s| *s) => true,
-            };
-            if stopping {
+            if !waited {
                 break;
             }
         }
@@ -491,10 +541,39 @@ impl Scheduler {
             last_tick: tick,
             lease_until: 0,
         };
-        let _ = self.cas(key, Some(stamp), done).await?;
-        // Ticks that passed during the run are skipped. A run that ends
-        // exactly on a tick lets that tick run: it does not overlap.
-        *after = self.clock.now_ms().saturating_sub(1).max(tick);
-        Ok(true)
+        self.cas(key, Some(stamp), done).await?;
+        Ok(())
     }
+}
+
+/// The output of work done under a lease, the lease's last versionstamp
+/// kept in `stamp`; `None` once the lease was lost.
+fn kept<T>(held: Held<T>, stamp: &mut Versionstamp) -> Option<T> {
+    match held {
+        Held::Kept { output, stamp: s } => {
+            *stamp = s;
+            Some(output)
+        }
+        Held::Lost => None,
+    }
+}
+
+/// What one step of a job's loop leads to.
+enum Step {
+    /// Look for the next tick.
+    Next,
+    /// The scheduler stops, or the schedule has no further tick.
+    Stop,
+}
+
+/// The outcome of claiming a tick.
+enum TickClaim {
+    /// This process won the tick; the versionstamp of its claim.
+    Won(Versionstamp),
+    /// Another process already ran this tick (or a later one).
+    RanElsewhere { last_tick: u64 },
+    /// Another process's run still holds its lease.
+    Overlaps,
+    /// Another process claimed the tick between the read and the claim.
+    Raced,
 }

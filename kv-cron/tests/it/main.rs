@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod lease;
 mod processes;
 
 use std::collections::BTreeMap;
