@@ -4,3 +4,4 @@
 mod completions;
 mod denokv_cli;
 mod queue_cli;
+mod systemd;
