@@ -4,4 +4,5 @@
 mod completions;
 mod denokv_cli;
 mod queue_cli;
+mod serve_cli;
 mod systemd;
