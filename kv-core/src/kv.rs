@@ -717,22 +717,110 @@ impl ListIterator {
         Ok(out)
     }
 
-    fn fetch(&mut self) {
-        let limit = match self.remaining {
-            Some(r) => r.min(self.batch_size),
-            None => self.batch_size,
-        };
-        let range = ReadRange {
-            start: self.range.0.clone(),
-            end: self.range.1.clone(),
-            limit: limit as u32,
-            reverse: self.reverse,
-        };
-        let backend = self.backend.clone();
-        let consistency = self.consistency;
-        self.pending =
-            Some(async move { backend.snapshot_read(vec![range], consistency).await }.boxed());
+    /// Entries the next read asks for: a batch, or what is left of the
+    /// limit if less.
+    fn batch_limit(&self) -> usize {
+        self.remaining
+            .map_or(self.batch_size, |r| r.min(self.batch_size))
     }
+
+    /// What the listing does next, from what it holds: end, yield an
+    /// error or a buffered entry, or read the next batch.
+    fn next_step(&mut self) -> ListStep {
+        if self.done {
+            return ListStep::End;
+        }
+        if let Some(e) = self.error.take() {
+            self.done = true;
+            self.failed = true;
+            return ListStep::Yield(Err(e));
+        }
+        if self.remaining == Some(0) {
+            self.done = true;
+            self.at_limit = true;
+            return ListStep::End;
+        }
+        if let Some(raw) = self.buffer.next() {
+            return ListStep::Yield(self.entry(raw));
+        }
+        if self.exhausted || (self.pending.is_none() && self.range.0 >= self.range.1) {
+            self.done = true;
+            return ListStep::End;
+        }
+        ListStep::Read
+    }
+
+    /// A fetched entry as the listing yields it; the cursor moves past it.
+    fn entry(&mut self, raw: RawEntry) -> Result<KvEntry> {
+        if let Some(r) = self.remaining.as_mut() {
+            *r -= 1;
+        }
+        let bounds = self.bounds.as_ref().expect("bounds are set once listing");
+        bounds.check_boundary(&raw.key)?;
+        // The cursor moves past the entry even when its key does not
+        // decode, so a caller can resume after it.
+        let key = Key::decode(&raw.key);
+        self.last_key = Some(raw.key);
+        self.last_cursor = OnceLock::new();
+        Ok(KvEntry {
+            key: key?,
+            value: raw.value,
+            versionstamp: raw.versionstamp,
+        })
+    }
+
+    /// Starts the read of the next batch unless one is under way, and
+    /// polls it; once it is done, its entries (or its error) wait in the
+    /// listing for [`ListIterator::next_step`].
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let limit = self.batch_limit();
+        let pending = self.pending.get_or_insert_with(|| {
+            let range = ReadRange {
+                start: self.range.0.clone(),
+                end: self.range.1.clone(),
+                limit: limit as u32,
+                reverse: self.reverse,
+            };
+            let backend = self.backend.clone();
+            let consistency = self.consistency;
+            async move { backend.snapshot_read(vec![range], consistency).await }.boxed()
+        });
+        let result = std::task::ready!(pending.as_mut().poll(cx));
+        self.pending = None;
+        match result {
+            Ok(mut ranges) => self.take_batch(ranges.pop().unwrap_or_default()),
+            Err(e) => self.error = Some(e),
+        }
+        Poll::Ready(())
+    }
+
+    /// Buffers a fetched batch and moves the range past it; a short batch
+    /// is the last.
+    fn take_batch(&mut self, entries: Vec<RawEntry>) {
+        if entries.len() < self.batch_limit() {
+            self.exhausted = true;
+        }
+        match entries.last() {
+            Some(last) if self.reverse => self.range.1 = last.key.clone(),
+            Some(last) => {
+                let mut start = last.key.clone();
+                start.push(0);
+                self.range.0 = start;
+            }
+            None => self.exhausted = true,
+        }
+        self.buffer = entries.into_iter();
+    }
+}
+
+/// One step of [`ListIterator`]'s stream.
+enum ListStep {
+    /// The listing is over.
+    End,
+    /// Hand this to the caller.
+    Yield(Result<KvEntry>),
+    /// Read the next batch.
+    Read,
 }
 
 impl Stream for ListIterator {
@@ -741,82 +829,11 @@ impl Stream for ListIterator {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
-            if this.done {
-                return Poll::Ready(None);
+            match this.next_step() {
+                ListStep::End => return Poll::Ready(None),
+                ListStep::Yield(item) => return Poll::Ready(Some(item)),
+                ListStep::Read => std::task::ready!(this.poll_read(cx)),
             }
-            if let Some(e) = this.error.take() {
-                this.done = true;
-                this.failed = true;
-                return Poll::Ready(Some(Err(e)));
-            }
-            if this.remaining == Some(0) {
-                this.done = true;
-                this.at_limit = true;
-                continue;
-            }
-            if let Some(raw) = this.buffer.next() {
-                if let Some(r) = this.remaining.as_mut() {
-                    *r -= 1;
-                }
-                let item = (|| {
-                    let bounds = this.bounds.as_ref().expect("bounds are set once listing");
-                    bounds.check_boundary(&raw.key)?;
-                    // The cursor moves past the entry even when its key does
-                    // not decode, so a caller can resume after it.
-                    let key = Key::decode(&raw.key);
-                    this.last_key = Some(raw.key);
-                    this.last_cursor = OnceLock::new();
-                    let key = key?;
-                    Ok(KvEntry {
-                        key,
-                        value: raw.value,
-                        versionstamp: raw.versionstamp,
-                    })
-                })();
-                return Poll::Ready(Some(item));
-            }
-            if this.exhausted {
-                this.done = true;
-                continue;
-            }
-            if this.pending.is_none() {
-                if this.range.0 >= this.range.1 {
-                    this.done = true;
-                    continue;
-                }
-                this.fetch();
-            }
-            let pending = this.pending.as_mut().expect("just set");
-            let result = match pending.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(r) => r,
-            };
-            this.pending = None;
-            let entries = match result {
-                Ok(mut ranges) => ranges.pop().unwrap_or_default(),
-                Err(e) => {
-                    this.error = Some(e);
-                    continue;
-                }
-            };
-            let requested = this
-                .remaining
-                .map_or(this.batch_size, |r| r.min(this.batch_size));
-            if entries.len() < requested {
-                this.exhausted = true;
-            }
-            if let Some(last) = entries.last() {
-                if this.reverse {
-                    this.range.1 = last.key.clone();
-                } else {
-                    let mut start = last.key.clone();
-                    start.push(0);
-                    this.range.0 = start;
-                }
-            } else {
-                this.exhausted = true;
-            }
-            this.buffer = entries.into_iter();
         }
     }
 }
