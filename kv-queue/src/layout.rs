@@ -271,17 +271,44 @@ pub fn notify(due_ms: u64) -> Mutation {
     }
 }
 
-/// Reads up to 1000 stored messages in due order (for inspection and tests).
+/// The messages a page of [`read_messages_after`] holds at most.
+pub const MESSAGE_PAGE: u32 = 1000;
+
+/// Reads up to [`MESSAGE_PAGE`] stored messages in due order (for
+/// inspection and tests); [`read_messages_after`] pages through the rest.
 ///
 /// # Errors
 /// Backend errors, or a record this version cannot read.
 pub async fn read_messages(backend: &dyn Backend) -> Result<Vec<(Vec<u8>, Message)>> {
+    read_messages_after(backend, None, MESSAGE_PAGE).await
+}
+
+/// Reads up to `limit` stored messages in due order whose record key comes
+/// after `after` (a key this function returned; `None` for the first
+/// page). A page shorter than `limit` is the last.
+///
+/// # Errors
+/// Backend errors, or a record this version cannot read;
+/// [`Error::InvalidArgument`] for a `limit` of 0.
+pub async fn read_messages_after(
+    backend: &dyn Backend,
+    after: Option<&[u8]>,
+    limit: u32,
+) -> Result<Vec<(Vec<u8>, Message)>> {
+    if limit == 0 {
+        return Err(Error::InvalidArgument("a page of 0 messages".into()));
+    }
+    let start = match after {
+        // The smallest key after `after`.
+        Some(key) => [key, &[0]].concat(),
+        None => MESSAGE_PREFIX.to_vec(),
+    };
     let mut end = MESSAGE_PREFIX.to_vec();
     end.push(0xff);
     let range = ReadRange {
-        start: MESSAGE_PREFIX.to_vec(),
+        start,
         end,
-        limit: 1000,
+        limit,
         reverse: false,
     };
     let mut out = Vec::new();

@@ -106,15 +106,30 @@ pub(crate) async fn queue(args: Queue, sqlite_path: Option<PathBuf>) -> anyhow::
         }
         opened => opened.with_context(|| format!("cannot open {url}"))?,
     };
-    for (_, m) in kv_queue::layout::read_messages(backend.as_ref()).await? {
-        let line = serde_json::json!({
-            "due_ms": m.due_ms,
-            "attempts": m.attempts,
-            "backoff_schedule": m.backoff_schedule,
-            "keys_if_undelivered": m.keys_if_undelivered.len(),
-            "payload_bytes": m.payload.len(),
-        });
-        say(line);
+    // Every message, a page at a time: one read would stop at its limit.
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = kv_queue::layout::read_messages_after(
+            backend.as_ref(),
+            after.as_deref(),
+            kv_queue::layout::MESSAGE_PAGE,
+        )
+        .await?;
+        let last_page = page.len() < kv_queue::layout::MESSAGE_PAGE as usize;
+        for (key, m) in page {
+            let line = serde_json::json!({
+                "due_ms": m.due_ms,
+                "attempts": m.attempts,
+                "backoff_schedule": m.backoff_schedule,
+                "keys_if_undelivered": m.keys_if_undelivered.len(),
+                "payload_bytes": m.payload.len(),
+            });
+            say(line);
+            after = Some(key);
+        }
+        if last_page {
+            break;
+        }
     }
     backend.close().await;
     Ok(())

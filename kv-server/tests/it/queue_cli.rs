@@ -123,3 +123,27 @@ async fn listen_stops_when_its_output_is_closed() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `kv queue` lists every message, not the first page of a thousand (it
+/// once showed 1,000 of 10,000 and said nothing).
+#[tokio::test]
+async fn inspecting_lists_every_message() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("kv.sqlite3");
+    let db = kv::open(file.to_str().expect("utf-8 path")).await?;
+    const MESSAGES: usize = 2_500;
+    let mut pending = Vec::new();
+    for i in 0..MESSAGES {
+        // V8 for the small integer i % 64.
+        let payload = vec![0xff, 0x0f, 0x49, ((i % 64) * 2) as u8];
+        pending.push(db.enqueue(payload, EnqueueOptions::default()));
+    }
+    for outcome in futures::future::join_all(pending).await {
+        outcome?;
+    }
+    db.close().await;
+    let out = kv_queue(&file)?;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8(out.stdout)?.lines().count(), MESSAGES);
+    Ok(())
+}
