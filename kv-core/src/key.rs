@@ -1,12 +1,16 @@
 //! Keys and their byte encoding (a subset of the FoundationDB tuple layer,
-//! byte-identical to Deno's).
+//! byte-identical to Deno's), and their text forms (`notation`: Deno's
+//! `["users", 1n]` and the short form `users/alice`).
 
 use std::cmp::Ordering;
-use std::fmt;
 
 use num_bigint::{BigInt, Sign};
 
 use crate::Error;
+
+mod notation;
+
+pub use notation::{KeyParseError, KeyParseErrorKind};
 
 const BYTES: u8 = 0x01;
 const STRING: u8 = 0x02;
@@ -121,19 +125,6 @@ impl std::hash::Hash for KeyPart {
     }
 }
 
-impl fmt::Display for KeyPart {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyPart::Bytes(b) => write!(f, "Uint8Array({})", hex::encode(b)),
-            KeyPart::String(s) => write!(f, "{s:?}"),
-            KeyPart::Int(i) => write!(f, "{i}n"),
-            KeyPart::Float(x) => write!(f, "{x:?}"),
-            KeyPart::False => f.write_str("false"),
-            KeyPart::True => f.write_str("true"),
-        }
-    }
-}
-
 macro_rules! int_part_from {
     ($($t:ty),*) => {$(
         impl From<$t> for KeyPart {
@@ -200,9 +191,10 @@ impl<const N: usize> From<&[u8; N]> for KeyPart {
 
 /// A Deno KV key: an ordered list of [`KeyPart`]s.
 ///
-/// Build one with [`key!`](crate::key!) or from a `Vec<KeyPart>`. Keys order
-/// part by part, a strict prefix first, which is also the order of their
-/// encodings.
+/// Build one with [`key!`](crate::key!) or from a `Vec<KeyPart>`, or parse
+/// one with [`Key::parse`]; `Display` prints Deno's notation, which
+/// `parse` reads back. Keys order part by part, a strict prefix first,
+/// which is also the order of their encodings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key(pub Vec<KeyPart>);
 
@@ -272,19 +264,6 @@ impl Key {
             rest = tail;
         }
         Ok(())
-    }
-}
-
-impl fmt::Display for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[")?;
-        for (i, p) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{p}")?;
-        }
-        f.write_str("]")
     }
 }
 

@@ -48,7 +48,7 @@ mod versionstamp;
 pub use backend::{Backend, CommitOutcome, Consistency};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Limit, Result};
-pub use key::{Key, KeyPart};
+pub use key::{Key, KeyParseError, KeyParseErrorKind, KeyPart};
 pub use kv::{AtomicOperation, EnqueueOptions, Kv, ListIterator, ListOptions, SetOptions};
 pub use memory::MemoryBackend;
 pub use num_bigint::BigInt;
