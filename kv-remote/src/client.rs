@@ -15,7 +15,7 @@ use prost::Message;
 use tokio::sync::Mutex;
 
 use crate::error::{ERROR_KIND_HEADER, from_response};
-use crate::transport::{self, Target, Transport};
+use crate::transport::{self, Target, Transport, TransportError};
 use crate::{convert, proto};
 
 /// Refresh metadata at least this often, like Deno's client.
@@ -62,9 +62,10 @@ impl RemoteConfig {
         Ok(Self::new(url, token))
     }
 
-    /// Retries 5xx answers and network errors this many times (default 8,
-    /// with exponential backoff from 50 ms) before giving up with
-    /// `Unavailable`.
+    /// Retries transient failures (connections refused, reset or closed,
+    /// timeouts, 5xx answers) this many times (default 8, with exponential
+    /// backoff from 50 ms) before giving up with `Unavailable`. What can
+    /// never work is not retried (see [`RemoteConfig::connect`]).
     pub fn with_max_retries(mut self, n: u32) -> Self {
         self.max_retries = n;
         self
@@ -80,9 +81,11 @@ impl RemoteConfig {
     /// token fails here.
     ///
     /// # Errors
-    /// `PermissionDenied` for a refused token, `Unavailable` when the
-    /// server cannot be reached, `InvalidArgument` for a URL or answer that
-    /// is not KV Connect.
+    /// At once, naming the URL and what to change: `PermissionDenied` for a
+    /// refused token; `InvalidArgument` for a URL, certificate or server
+    /// that cannot work (a TLS error, a peer that does not speak HTTP/2, an
+    /// answer that is not KV Connect). After the retries, `Unavailable`
+    /// when the server cannot be reached.
     pub async fn connect(self) -> Result<RemoteBackend> {
         let url = url::Url::parse(&self.url).map_err(|e| {
             Error::InvalidArgument(format!("Invalid database url {:?}: {e}", self.url))
@@ -314,6 +317,18 @@ async fn refusal(response: transport::Streaming, target: &Target) -> Error {
     from_response(status, kind.as_deref(), text, &target.to_string())
 }
 
+/// The error a request that got no answer returns: `Unavailable` (retried)
+/// when the failure may pass, else `InvalidArgument` naming the URL and
+/// what to change, at once.
+fn transport_error(url: &dyn std::fmt::Display, e: TransportError) -> Error {
+    if e.is_transient() {
+        unavailable(format!("calling {url}: {e}"))
+    } else {
+        let advice = e.advice();
+        Error::InvalidArgument(format!("KV Connect at {url} cannot work: {e}; {advice}"))
+    }
+}
+
 fn unavailable(message: String) -> Error {
     Error::Unavailable {
         backend: "remote".into(),
@@ -361,17 +376,18 @@ impl Inner {
             let status = response.status();
             let no_retry = convert::announces(response.headers(), convert::NO_RETRY);
             let body = transport::read_body(response).await?;
-            Ok::<_, String>((status, no_retry, body))
+            Ok::<_, TransportError>((status, no_retry, body))
         };
-        let failed =
-            |e: String| unavailable(format!("metadata exchange with {} failed: {e}", self.url));
         let (status, no_retry, body) = tokio::time::timeout(self.config.timeout, exchange)
             .await
-            .map_err(|_| {
+            .unwrap_or_else(|_| {
                 self.transport.reset(target);
-                failed(format!("no answer within {:?}", self.config.timeout))
-            })?
-            .map_err(failed)?;
+                let waited = self.config.timeout;
+                Err(TransportError::Network(format!(
+                    "no answer within {waited:?}"
+                )))
+            })
+            .map_err(|e| transport_error(&self.url, e))?;
         self.parse_metadata(status, no_retry, &String::from_utf8_lossy(&body))
     }
 
@@ -382,19 +398,23 @@ impl Inner {
         body: &str,
     ) -> Result<Metadata> {
         if status != http::StatusCode::OK {
-            let text = format!(
-                "the metadata endpoint at '{}' responded with status {status}: {body}",
-                self.url
-            );
+            let url = &self.url;
+            let body = body.trim_end_matches('.');
+            let text = format!("the metadata exchange with {url} got status {status}: {body}");
             return Err(match status.as_u16() {
-                401 | 403 => Error::PermissionDenied(text),
+                401 | 403 => Error::PermissionDenied(format!(
+                    "{text}; check the access token (DENO_KV_ACCESS_TOKEN)"
+                )),
                 500..=599 => unavailable(text),
-                _ => Error::InvalidArgument(text),
+                _ => Error::InvalidArgument(format!(
+                    "{text}; check that the URL names a KV Connect server"
+                )),
             });
         }
         let bad = |why: String| {
             Error::InvalidArgument(format!(
-                "'{}' is not a valid KV Connect endpoint: {why}",
+                "'{}' is not a valid KV Connect endpoint: {why}; check that the URL names a \
+                 KV Connect server",
                 self.url
             ))
         };
@@ -502,7 +522,7 @@ impl Inner {
             let timed_out = || {
                 // The connection may be dead without having said so.
                 self.transport.reset(target);
-                format!("no answer within {:?}", self.config.timeout)
+                TransportError::Network(format!("no answer within {:?}", self.config.timeout))
             };
             let posted = tokio::time::timeout_at(
                 deadline,
@@ -518,7 +538,7 @@ impl Inner {
                     let read = tokio::time::timeout_at(deadline, transport::read_body(response))
                         .await
                         .unwrap_or_else(|_| Err(timed_out()));
-                    return read.map_err(|e| unavailable(format!("reading {target}: {e}")));
+                    return read.map_err(|e| transport_error(target, e));
                 }
                 Ok(response) => {
                     let status = response.status();
@@ -533,14 +553,11 @@ impl Inner {
                         self.metadata(true).await?;
                         continue;
                     }
-                    if !status.is_server_error() {
-                        return Err(err);
-                    }
                     err
                 }
-                Err(e) => unavailable(format!("calling {target}: {e}")),
+                Err(e) => transport_error(target, e),
             };
-            if attempt >= self.config.max_retries {
+            if !failure.is_retryable() || attempt >= self.config.max_retries {
                 return Err(failure);
             }
             tokio::time::sleep(backoff(attempt)).await;
@@ -666,7 +683,7 @@ async fn watch_once(
         .transport
         .post(target, &m.headers, body.into())
         .await
-        .map_err(|e| unavailable(format!("calling {target}: {e}")))?;
+        .map_err(|e| transport_error(target, e))?;
     if r.status() != http::StatusCode::OK {
         return Err(refusal(r, target).await);
     }
@@ -681,7 +698,7 @@ async fn watch_once(
         tokio::select! {
             chunk = transport::next_chunk(&mut body) => {
                 let Some(chunk) = chunk else { break };
-                let chunk = chunk.map_err(|e| unavailable(format!("watch stream broke: {e}")))?;
+                let chunk = chunk.map_err(|e| transport_error(target, e))?;
                 buf.extend_from_slice(&chunk);
                 while let Some(payload) = next_watch_frame(&mut buf)? {
                     if payload.is_empty() {

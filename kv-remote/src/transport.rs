@@ -5,6 +5,11 @@
 //! usually leaves in one write and the server reads it in one go; hyper's
 //! client sends the body only after flow-control capacity has been
 //! granted, which takes a second write (and a second read on the server).
+//!
+//! Every failure is a [`TransportError`], sorted once here into faults that
+//! may pass (the server restarting, a dropped connection) and
+//! configurations that never work (an untrusted certificate, a peer that
+//! does not speak HTTP/2).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,8 +17,105 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, Uri};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TransportError {
+    /// The server could not be reached, or the connection or stream ended
+    /// early (refused, reset, closed, a GOAWAY, a timeout): it may be
+    /// restarting or overloaded, and a retry may succeed.
+    #[error("{0}")]
+    Network(String),
+    /// The TLS handshake failed: an untrusted or expired certificate, one
+    /// for another name, a peer that refused us or does not speak TLS.
+    #[error("TLS handshake with {host} failed: {error}")]
+    Tls {
+        /// The server's host name.
+        host: String,
+        /// rustls' reason.
+        error: rustls::Error,
+    },
+    /// The host name cannot be checked against a certificate.
+    #[error("{0:?} cannot be used as a TLS server name")]
+    ServerName(String),
+    /// The TLS server does not offer HTTP/2 (ALPN `h2`).
+    #[error("{0} does not offer HTTP/2 (ALPN h2), which KV Connect needs")]
+    NoHttp2(String),
+    /// The peer answered with bytes that break HTTP/2: an HTTP/1-only
+    /// server, a TLS port reached with `http://`, or no web server at all.
+    #[error("the server does not speak HTTP/2: {0}")]
+    NotHttp2(String),
+}
+
+impl TransportError {
+    /// Whether the same request may succeed later.
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(self, TransportError::Network(_))
+    }
+
+    /// What the user can do about a failure that is not transient.
+    pub(crate) fn advice(&self) -> &'static str {
+        use rustls::CertificateError as C;
+        match self {
+            TransportError::Network(_) => "retry later",
+            TransportError::Tls { error, .. } => match error {
+                rustls::Error::InvalidCertificate(C::NotValidForName)
+                | rustls::Error::InvalidCertificate(C::NotValidForNameContext { .. }) => {
+                    "connect by a name the server's certificate lists"
+                }
+                rustls::Error::InvalidCertificate(
+                    C::Expired | C::ExpiredContext { .. } | C::NotValidYet,
+                )
+                | rustls::Error::InvalidCertificate(C::NotValidYetContext { .. }) => {
+                    "renew the server's certificate (or check this machine's clock)"
+                }
+                rustls::Error::InvalidCertificate(_) => {
+                    "trust the server's CA or self-signed certificate with \
+                     RemoteConfig::with_root_certificate_pem"
+                }
+                rustls::Error::InvalidMessage(_) | rustls::Error::PeerSentOversizedRecord => {
+                    "the server does not serve TLS on this port: use http://"
+                }
+                _ => "check that the server serves TLS on this port",
+            },
+            TransportError::ServerName(_) => "use a host name or an IP address",
+            TransportError::NoHttp2(_) => "serve KV Connect over HTTP/2 (kv serve does)",
+            TransportError::NotHttp2(_) => {
+                "check the URL: a TLS server needs https://, and KV Connect needs \
+                 HTTP/2 (kv serve, denokv and Deno Deploy speak it)"
+            }
+        }
+    }
+}
+
+/// Sorts an HTTP/2 error: bytes that break the protocol mean the peer does
+/// not speak it; anything the server said (GOAWAY, a stream reset) or the
+/// socket did may pass.
+fn from_h2(e: h2::Error) -> TransportError {
+    if e.is_library() {
+        TransportError::NotHttp2(format!("its answer breaks the protocol ({e})"))
+    } else {
+        TransportError::Network(e.to_string())
+    }
+}
+
+/// Sorts a failed TLS handshake: rustls' own errors are final; a connection
+/// closed or reset during the handshake may pass.
+fn from_tls(host: &str, e: std::io::Error) -> TransportError {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(error) => TransportError::Tls {
+            host: host.to_owned(),
+            error: error.clone(),
+        },
+        None => TransportError::Network(format!("TLS handshake with {host}: {e}")),
+    }
+}
 
 /// Where calls go: the connection key and the request URI, parsed once.
 #[derive(Clone, Debug)]
@@ -124,7 +226,7 @@ impl Transport {
         target: &Target,
         headers: &HeaderMap,
         body: Bytes,
-    ) -> Result<Streaming, String> {
+    ) -> Result<Streaming, TransportError> {
         let (mut conn, cached) = self.connection(&target.origin).await?;
         let ready = match conn.sender.clone().ready().await {
             Ok(ready) => Ok(ready),
@@ -147,7 +249,7 @@ impl Transport {
             if !e.is_reset() {
                 self.forget(&target.origin, conn.id);
             }
-            e.to_string()
+            from_h2(e)
         })
     }
 
@@ -178,7 +280,7 @@ impl Transport {
     }
 
     /// The origin's connection, and whether it was already open.
-    async fn connection(&self, origin: &Origin) -> Result<(Connection, bool), String> {
+    async fn connection(&self, origin: &Origin) -> Result<(Connection, bool), TransportError> {
         if let Some(conn) = self.lock().get(origin) {
             return Ok((conn.clone(), true));
         }
@@ -189,7 +291,10 @@ impl Transport {
         }
         let sender = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(origin))
             .await
-            .map_err(|_| format!("connecting to {}:{} timed out", origin.host, origin.port))??;
+            .map_err(|_| {
+                let (host, port) = (&origin.host, origin.port);
+                TransportError::Network(format!("connecting to {host}:{port} timed out"))
+            })??;
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -198,36 +303,45 @@ impl Transport {
         Ok((conn, false))
     }
 
-    async fn connect(&self, origin: &Origin) -> Result<Sender, String> {
-        let address = (origin.host.as_str(), origin.port);
-        let tcp = TcpStream::connect(address)
+    async fn connect(&self, origin: &Origin) -> Result<Sender, TransportError> {
+        let (host, port) = (&origin.host, origin.port);
+        let network = |e: std::io::Error| {
+            TransportError::Network(format!("connecting to {host}:{port}: {e}"))
+        };
+        let tcp = TcpStream::connect((host.as_str(), port))
             .await
-            .map_err(|e| format!("connecting to {}:{}: {e}", origin.host, origin.port))?;
-        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+            .map_err(network)?;
+        tcp.set_nodelay(true).map_err(network)?;
         if !origin.https {
-            return handshake(tcp).await;
+            return match handshake(tcp).await {
+                Err(TransportError::Network(why)) => match answer_to_http1(origin).await {
+                    Some(answer) => Err(TransportError::NotHttp2(format!(
+                        "it ended the HTTP/2 connection ({why}) but answers HTTP/1.1 with {:?}",
+                        String::from_utf8_lossy(&answer)
+                    ))),
+                    None => Err(TransportError::Network(why)),
+                },
+                other => other,
+            };
         }
-        let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
-            .map_err(|e| format!("invalid server name {:?}: {e}", origin.host))?;
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|_| TransportError::ServerName(host.clone()))?;
         let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
             .connect(name, tcp)
             .await
-            .map_err(|e| format!("TLS with {}: {e}", origin.host))?;
+            .map_err(|e| from_tls(host, e))?;
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-            return Err(format!(
-                "{} does not offer HTTP/2, which KV Connect needs",
-                origin.host
-            ));
+            return Err(TransportError::NoHttp2(host.clone()));
         }
         handshake(tls).await
     }
 }
 
-async fn handshake<T>(io: T) -> Result<Sender, String>
+async fn handshake<T>(io: T) -> Result<Sender, TransportError>
 where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, connection) = h2::client::Builder::new()
+    let (sender, mut connection) = h2::client::Builder::new()
         // A stream may hold 4 MiB unread (a watch whose consumer is slow)
         // without stalling the connection's other calls.
         .initial_window_size(4 << 20)
@@ -237,13 +351,82 @@ where
         .max_frame_size(1 << 20)
         .handshake::<_, Bytes>(io)
         .await
-        .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+        .map_err(from_h2)?;
+    let mut ping = connection
+        .ping_pong()
+        .expect("a new connection's PingPong is taken only here");
+    let (ended, end) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        let result = connection.await;
+        if let Err(e) = &result {
             tracing::debug!(error = %e, "KV Connect connection ended");
         }
+        let _ = ended.send(result);
     });
+    // The connection carries requests once the server has answered a PING,
+    // so a peer that does not speak HTTP/2 is found here, before a request
+    // was sent: it answers the preface with bytes that break the protocol,
+    // or closes the connection. (With a request sent along, a write failing
+    // on the closed connection could come first and hide its answer.)
+    if let Err(e) = ping.ping(h2::Ping::opaque()).await {
+        // The connection's own error says why; the ping's only that it ended.
+        let why = tokio::time::timeout(Duration::from_secs(1), end).await;
+        return Err(match why {
+            Ok(Ok(Err(e))) => from_h2(e),
+            _ => from_h2(e),
+        });
+    }
     Ok(sender)
+}
+
+/// Whether `first`, the first bytes a server sent, can begin HTTP/2: its
+/// first frame is SETTINGS (type 4) on stream 0.
+fn is_http2_start(first: &[u8]) -> bool {
+    let header = [
+        None,
+        None,
+        None,
+        Some(4),
+        None,
+        Some(0),
+        Some(0),
+        Some(0),
+        Some(0),
+    ];
+    first
+        .iter()
+        .zip(header)
+        .all(|(byte, want)| want.is_none_or(|w| *byte == w))
+}
+
+/// How many bytes of a server's answer [`answer_to_http1`] reads.
+const ANSWER_BYTES: usize = 16;
+
+/// Asks the server at `origin` in HTTP/1.1, after a new h2c connection to
+/// it ended before it said a word: an HTTP/1-only server closes on the
+/// HTTP/2 preface without a byte (hyper does), and so may a proxy whose
+/// backend is down; only the first answers a request. Its first bytes, if
+/// they are not HTTP/2.
+async fn answer_to_http1(origin: &Origin) -> Option<Vec<u8>> {
+    let (host, port) = (&origin.host, origin.port);
+    let probe = async {
+        let mut tcp = TcpStream::connect((host.as_str(), port)).await.ok()?;
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let request = format!("GET / HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = vec![0; ANSWER_BYTES];
+        let n = tcp.read(&mut answer).await.ok()?;
+        answer.truncate(n);
+        Some(answer)
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(1), probe)
+        .await
+        .ok()??;
+    (!answer.is_empty() && !is_http2_start(&answer)).then_some(answer)
 }
 
 /// Sends on a connection that is ready for a new stream.
@@ -266,7 +449,7 @@ async fn send(
 }
 
 /// Reads a whole body, returning flow-control capacity as it goes.
-pub(crate) async fn read_body(response: Streaming) -> Result<Bytes, String> {
+pub(crate) async fn read_body(response: Streaming) -> Result<Bytes, TransportError> {
     let hint = response
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -277,7 +460,7 @@ pub(crate) async fn read_body(response: Streaming) -> Result<Bytes, String> {
     let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
+        let chunk = chunk.map_err(from_h2)?;
         let _ = body.flow_control().release_capacity(chunk.len());
         // A body in one frame needs no copy.
         match first.take() {
@@ -294,9 +477,9 @@ pub(crate) async fn read_body(response: Streaming) -> Result<Bytes, String> {
 }
 
 /// The next chunk of a streaming body, returning its flow-control capacity.
-pub(crate) async fn next_chunk(body: &mut h2::RecvStream) -> Option<Result<Bytes, String>> {
+pub(crate) async fn next_chunk(body: &mut h2::RecvStream) -> Option<Result<Bytes, TransportError>> {
     let chunk = body.data().await?;
-    Some(chunk.map_err(|e| e.to_string()).inspect(|c| {
+    Some(chunk.map_err(from_h2).inspect(|c| {
         let _ = body.flow_control().release_capacity(c.len());
     }))
 }

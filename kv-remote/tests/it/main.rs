@@ -4,6 +4,7 @@
 
 mod bad_requests;
 mod codegen;
+mod misconfigured;
 mod opaque_keys;
 mod queue;
 mod resilience;
