@@ -404,11 +404,11 @@ pub(crate) fn render(runs: &[Run]) -> String {
     format!(
         "Each store starts from a fresh file, is filled with keys `[\"scale\", i]` \
          (100-byte values) in ascending order, in commits of 1,000 keys with eight in \
-         flight (kv's group commit makes one transaction of several), then times one \
-         operation after another at random places: a point get, a set (overwriting a \
-         key, one commit each, durable), a listing of 1,000 consecutive keys (Deno's \
-         default batches of 100). `bytes/key` is the file (and any WAL) once closed, \
-         over the keys. Deno is Deno {}'s own `Deno.openKv(path)` running the same \
+         flight (kv's group commit makes one transaction of several), closed and opened \
+         again, then times one operation after another at random places: a point get, \
+         a set (overwriting a key, one commit each, durable), a listing of 1,000 \
+         consecutive keys (Deno's default batches of 100). `bytes/key` is the file (and \
+         any WAL) once closed, over the keys. Deno is Deno {}'s own `Deno.openKv(path)` running the same \
          work (`bench/deno_scale.ts`). Latencies in µs.\n\n{figures}\n{}{}",
         tools::DENO_VERSION,
         if ratios.is_empty() {
