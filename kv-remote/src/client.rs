@@ -14,7 +14,7 @@ use kv_core::{Error, Result};
 use prost::Message;
 use tokio::sync::Mutex;
 
-use crate::error::{ERROR_KIND_HEADER, from_response};
+use crate::error::{self, ERROR_KIND_HEADER};
 use crate::transport::{self, Target, Transport, TransportError};
 use crate::{convert, proto};
 
@@ -301,9 +301,25 @@ fn next_watch_frame(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>> {
     Ok(Some(buf.drain(..4 + len).skip(4).collect()))
 }
 
-/// The error a non-200 answer stands for: its status, the error kind our
-/// server names in a header, and the message in its body.
-async fn refusal(response: transport::Streaming, target: &Target) -> Error {
+/// A failed call, and whether to make it again.
+struct Failure {
+    error: Error,
+    retry: bool,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            retry: error.is_retryable(),
+            error,
+        }
+    }
+}
+
+/// The failure a non-200 answer stands for, read from its status, the
+/// error kind our server names in a header and the message in its body
+/// (see `error.rs`).
+async fn refusal(response: transport::Streaming, target: &Target) -> Failure {
     let status = response.status();
     let kind = response
         .headers()
@@ -314,7 +330,8 @@ async fn refusal(response: transport::Streaming, target: &Target) -> Error {
         .await
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    from_response(status, kind.as_deref(), text, &target.to_string())
+    let (error, retry) = error::decode(status, kind.as_deref(), text, &target.to_string());
+    Failure { error, retry }
 }
 
 /// The error a request that got no answer returns: `Unavailable` (retried)
@@ -401,14 +418,15 @@ impl Inner {
             let url = &self.url;
             let body = body.trim_end_matches('.');
             let text = format!("the metadata exchange with {url} got status {status}: {body}");
-            return Err(match status.as_u16() {
-                401 | 403 => Error::PermissionDenied(format!(
+            // Retried (5xx, `Unavailable`) or said what to change.
+            return Err(match error::by_status(status, text).0 {
+                Error::PermissionDenied(text) => Error::PermissionDenied(format!(
                     "{text}; check the access token (DENO_KV_ACCESS_TOKEN)"
                 )),
-                500..=599 => unavailable(text),
-                _ => Error::InvalidArgument(format!(
+                Error::InvalidArgument(text) => Error::InvalidArgument(format!(
                     "{text}; check that the URL names a KV Connect server"
                 )),
+                other => other,
             });
         }
         let bad = |why: String| {
@@ -530,7 +548,7 @@ impl Inner {
             )
             .await
             .unwrap_or_else(|_| Err(timed_out()));
-            let failure = match posted {
+            let failure: Failure = match posted {
                 Ok(response) if response.status() == http::StatusCode::OK => {
                     // The server has acted on the call (a commit is
                     // applied): failing to read its answer is final, not
@@ -542,10 +560,11 @@ impl Inner {
                 }
                 Ok(response) => {
                     let status = response.status();
-                    let err = tokio::time::timeout_at(deadline, refusal(response, target))
+                    let failure = tokio::time::timeout_at(deadline, refusal(response, target))
                         .await
                         .unwrap_or_else(|_| {
-                            from_response(status, None, String::new(), &target.to_string())
+                            let (error, retry) = error::by_status(status, timed_out().to_string());
+                            Failure { error, retry }
                         });
                     if matches!(status.as_u16(), 401 | 403) && !refreshed {
                         // The data-path token may have been rotated.
@@ -553,12 +572,12 @@ impl Inner {
                         self.metadata(true).await?;
                         continue;
                     }
-                    err
+                    failure
                 }
-                Err(e) => transport_error(target, e),
+                Err(e) => transport_error(target, e).into(),
             };
-            if !failure.is_retryable() || attempt >= self.config.max_retries {
-                return Err(failure);
+            if !failure.retry || attempt >= self.config.max_retries {
+                return Err(failure.error);
             }
             tokio::time::sleep(backoff(attempt)).await;
             attempt += 1;
@@ -656,11 +675,16 @@ async fn watch_task(inner: Arc<Inner>, keys: Vec<Vec<u8>>, mut tx: WatchSender) 
         };
         match result {
             Ok(()) => {}
-            Err(e) if !e.is_retryable() => {
-                let _ = tx.send(Err(e)).await;
+            Err(Failure {
+                error,
+                retry: false,
+            }) => {
+                let _ = tx.send(Err(error)).await;
                 return;
             }
-            Err(e) => tracing::debug!(error = %e, "watch interrupted; reconnecting"),
+            Err(Failure { error, .. }) => {
+                tracing::debug!(error = %error, "watch interrupted; reconnecting");
+            }
         }
         tokio::time::sleep(backoff(attempt.min(6))).await;
         attempt += 1;
@@ -673,7 +697,7 @@ async fn watch_once(
     state: &mut [Option<RawEntry>],
     tx: &mut WatchSender,
     attempt: &mut u32,
-) -> Result<()> {
+) -> std::result::Result<(), Failure> {
     use futures::SinkExt;
     let m = inner.metadata(false).await?;
     let call = Call::new(Method::Watch, keys.iter().any(|k| is_system_key(k)));
@@ -723,5 +747,5 @@ async fn watch_once(
     if unsent && tx.send(Ok(state.to_vec())).await.is_err() {
         return Ok(());
     }
-    Err(unavailable("watch stream ended".into()))
+    Err(unavailable("watch stream ended".into()).into())
 }

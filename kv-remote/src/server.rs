@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
-use crate::error::{message_of, response, status_of};
+use crate::error::{Kind, encode, message_of, response};
 use crate::quickack::QuickAck;
 use crate::wire::ReadOutputEncoder;
 use crate::{convert, proto};
@@ -215,22 +215,20 @@ pub fn router(
 }
 
 async fn not_found() -> Response {
-    response(StatusCode::NOT_FOUND, "not-found", "Resource not found.")
+    ApiError::new(Kind::NotFound, "Resource not found.").into_response()
 }
 
 async fn method_not_allowed() -> Response {
-    response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "Method not allowed: KV Connect endpoints take POST (and /healthz GET).",
-    )
+    let message = "Method not allowed: KV Connect endpoints take POST (and /healthz GET).";
+    ApiError::new(Kind::MethodNotAllowed, message).into_response()
 }
 
 async fn healthz() -> &'static str {
     "ok"
 }
 
-/// A refused request: status, machine-readable kind and a message.
+/// A refused request: status, machine-readable kind (the `x-kv-error`
+/// value) and a message, from the table in `error.rs`.
 struct ApiError {
     status: StatusCode,
     kind: String,
@@ -238,26 +236,26 @@ struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> Self {
+    fn new(kind: Kind, message: impl Into<String>) -> Self {
         ApiError {
-            status,
-            kind: kind.to_owned(),
+            status: kind.status(),
+            kind: kind.name().to_owned(),
             message: message.into(),
         }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid-argument", message)
+        Self::new(Kind::InvalidArgument, message)
     }
 
     fn unauthorized(message: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "permission-denied", message)
+        Self::new(Kind::PermissionDenied, message)
     }
 }
 
 impl From<kv_core::Error> for ApiError {
     fn from(e: kv_core::Error) -> Self {
-        let (status, kind) = status_of(&e);
+        let (status, kind) = encode(&e);
         if status.is_server_error() {
             tracing::warn!(error = %e, "request failed");
         }
@@ -383,15 +381,14 @@ fn data_path(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 /// (axum's own answer to an oversized body is a bare 413, unlogged).
 fn body_of(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             let limit = state.config.max_body_bytes;
             let message =
                 format!("Request body is larger than this server's limit of {limit} bytes.");
-            ApiError::new(status, "payload-too-large", message)
+            ApiError::new(Kind::PayloadTooLarge, message)
         } else {
             let message = format!("Request body could not be read: {}.", rejection.body_text());
-            ApiError::new(status, "invalid-argument", message)
+            ApiError::bad_request(message)
         }
     })
 }
@@ -445,11 +442,7 @@ async fn write_impl(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "commit task failed");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "An internal server error occurred.",
-            )
+            ApiError::new(Kind::Internal, "An internal server error occurred.")
         })??;
     Ok(protobuf(convert::write_output(outcome)))
 }
