@@ -9,8 +9,9 @@ use crate::value::{JsValue, PropertyKey, TypedArray, TypedArrayKind};
 /// How many elements of a typed array or bytes of a buffer are shown.
 const MAX_SHOWN: usize = 64;
 
-/// A JavaScript number as `String(n)` spells it, for the common cases:
-/// integers without a fraction, `NaN`, `Infinity`, `-0` as `0`.
+/// A JavaScript number as `String(n)` spells it (`-0` as `0`): the
+/// shortest digits that read back as `n`, positional from 1e-6 up to
+/// 1e21 and in exponent form (`1e+21`, `1.5e-7`) outside.
 pub(crate) fn number_to_string(n: f64) -> String {
     if n.is_nan() {
         return "NaN".into();
@@ -21,18 +22,16 @@ pub(crate) fn number_to_string(n: f64) -> String {
     if n == 0.0 {
         return "0".into();
     }
-    if n.fract() == 0.0 && n.abs() < 1e21 {
-        return format!("{n:.0}");
-    }
     let abs = n.abs();
-    if !(1e-7..1e21).contains(&abs) {
-        // JavaScript's exponent form: 1e+21, 1.5e-7.
+    if !(1e-6..1e21).contains(&abs) {
         let s = format!("{n:e}");
         return match s.split_once('e') {
             Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
             _ => s,
         };
     }
+    // Rust's `Display` prints the same shortest digits positionally (and
+    // no `.0` for integers).
     format!("{n}")
 }
 

@@ -14,6 +14,9 @@
 //! - [`KvSerdeExt`]: `set_value` and `get_value` on [`kv_core::Kv`].
 //! - [`JsValue`]'s `Display` and [`display_value`]: readable JSON-like text
 //!   wherever values are shown to people.
+//! - [`json`]: keys, values and NDJSON entry lines in the typed JSON of
+//!   `@deno/kv-utils` (what its export writes and its import reads), and
+//!   plain JSON as Deno's `JSON.parse` gives it.
 //!
 //! ```
 //! # futures::executor::block_on(async {
@@ -87,6 +90,7 @@ mod display;
 mod encode;
 mod error;
 mod ext;
+pub mod json;
 mod ser;
 mod tag;
 mod value;
