@@ -59,6 +59,20 @@ impl DbArgs {
             .with_context(|| format!("cannot open {url}"))?;
         Ok((url, backend))
     }
+
+    /// Opens (creating a missing file) the database for a command that
+    /// writes.
+    pub(crate) async fn open(
+        &self,
+        sqlite_path: Option<&Path>,
+    ) -> anyhow::Result<(String, Arc<dyn kv::Backend>)> {
+        let url = self.url(sqlite_path);
+        let backend = kv::OpenOptions::new()
+            .open_backend(&url)
+            .await
+            .with_context(|| format!("cannot open {url}"))?;
+        Ok((url, backend))
+    }
 }
 
 /// A `--db` value: a URL of a known form, or something that reads as a

@@ -4,9 +4,12 @@
 //! `kv serve` with no arguments serves `./kv.sqlite3` on `127.0.0.1:4512`
 //! and prints the URL and an access token.
 
+mod data;
 mod db;
 mod queue;
 mod serve;
+mod transfer;
+mod values;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -35,6 +38,30 @@ struct Cli {
 enum Command {
     /// Serve a database over KV Connect.
     Serve(serve::Serve),
+    /// Print the entries of one or more keys.
+    Get(data::Get),
+    /// Print the entries under a prefix or in a key range.
+    List(data::List),
+    /// Count the keys under a prefix or in a key range.
+    Count(data::Count),
+    /// Write one key (optionally only if absent, or unchanged).
+    Set(data::Set),
+    /// Delete keys, or every key under a prefix.
+    Delete(data::Delete),
+    /// Add to a KvU64 (wrapping modulo 2^64), creating it as N.
+    Sum(data::U64Op),
+    /// Keep the smaller of a KvU64 and N.
+    Min(data::U64Op),
+    /// Keep the larger of a KvU64 and N.
+    Max(data::U64Op),
+    /// Print a JSON line each time one of the keys changes, until
+    /// interrupted.
+    Watch(data::Watch),
+    /// Write the entries under a prefix as kv-utils NDJSON.
+    Export(transfer::Export),
+    /// Write the entries of a kv-utils NDJSON file (kv export's or
+    /// kv-utils').
+    Import(transfer::Import),
     /// List the queue messages stored in a database (one JSON line each);
     /// a SQLite file is opened read-only.
     Queue(queue::Queue),
@@ -115,6 +142,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let stopped_by = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::serve(args, cli.sqlite_path).await,
+            Command::Get(args) => data::get(args, cli.sqlite_path).await.map(|()| None),
+            Command::List(args) => data::list(args, cli.sqlite_path).await.map(|()| None),
+            Command::Count(args) => data::count(args, cli.sqlite_path).await.map(|()| None),
+            Command::Set(args) => data::set(args, cli.sqlite_path).await.map(|()| None),
+            Command::Delete(args) => data::delete(args, cli.sqlite_path).await.map(|()| None),
+            Command::Sum(args) => data::u64_op(data::U64Kind::Sum, args, cli.sqlite_path)
+                .await
+                .map(|()| None),
+            Command::Min(args) => data::u64_op(data::U64Kind::Min, args, cli.sqlite_path)
+                .await
+                .map(|()| None),
+            Command::Max(args) => data::u64_op(data::U64Kind::Max, args, cli.sqlite_path)
+                .await
+                .map(|()| None),
+            Command::Watch(args) => data::watch(args, cli.sqlite_path).await.map(|()| None),
+            Command::Export(args) => transfer::export(args, cli.sqlite_path).await.map(|()| None),
+            Command::Import(args) => transfer::import(args, cli.sqlite_path).await.map(|()| None),
             Command::Queue(args) => queue::queue(args, cli.sqlite_path).await.map(|()| None),
             Command::Listen(args) => queue::listen(args, cli.sqlite_path).await.map(|()| None),
             Command::Completions(args) => completions(args.shell).map(|()| None),

@@ -2,6 +2,7 @@
 //! with a module per area.
 
 mod completions;
+mod data_cli;
 mod denokv_cli;
 mod queue_cli;
 mod serve_cli;
