@@ -141,8 +141,13 @@ pub(crate) async fn export(args: Export, sqlite_path: Option<PathBuf>) -> anyhow
             "kv: {url} is read a page at a time: writes made during the export may be seen in part"
         );
         let mut entries = kv.list(selector, ListOptions::default().with_batch_size(1000));
+        let progress = indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} entries, {per_sec}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
         let mut n = 0u64;
         while let Some(entry) = entries.next().await {
+            progress.inc(1);
             let KvEntry {
                 key,
                 value,
@@ -155,6 +160,7 @@ pub(crate) async fn export(args: Export, sqlite_path: Option<PathBuf>) -> anyhow
             }
             n += 1;
         }
+        progress.finish_and_clear();
         n
     };
     match out.flush() {
@@ -246,7 +252,15 @@ pub(crate) async fn import(args: Import, sqlite_path: Option<PathBuf>) -> anyhow
     };
     let (_, backend) = args.db.open(sqlite_path.as_deref()).await?;
     let kv = Kv::from_arc(backend);
-    let result = write_entries(&kv, &entries, args.overwrite).await;
+    // Drawn only when standard error is a terminal.
+    let progress = indicatif::ProgressBar::new(entries.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} entries, {per_sec}, {eta} left",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let result = write_entries(&kv, &entries, args.overwrite, &progress).await;
+    progress.finish_and_clear();
     kv.close().await;
     let (written, kept) = result?;
     let mut summary = format!("imported {written} entries");
@@ -261,7 +275,12 @@ pub(crate) async fn import(args: Import, sqlite_path: Option<PathBuf>) -> anyhow
 
 /// Writes `entries` in atomic batches within Deno's commit limits; without
 /// `overwrite`, a key that exists is kept. Returns (written, kept).
-async fn write_entries(kv: &Kv, entries: &[Entry], overwrite: bool) -> anyhow::Result<(u64, u64)> {
+async fn write_entries(
+    kv: &Kv,
+    entries: &[Entry],
+    overwrite: bool,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<(u64, u64)> {
     // Each set of a batch that keeps existing keys carries a check.
     let per_batch = if overwrite {
         kv::limits::MAX_MUTATIONS
@@ -309,6 +328,7 @@ async fn write_entries(kv: &Kv, entries: &[Entry], overwrite: bool) -> anyhow::R
                 }
             }
         }
+        progress.inc(batch.len() as u64);
         start = end;
     }
     Ok((written, kept))
