@@ -132,7 +132,7 @@ function describe(v: unknown): string {
 
 /** Deep equality with the detail the round trip must keep: prototypes,
  * holes, -0 vs 0, key sets, typed-array kinds, error fields, identity. */
-function diff(a: unknown, b: unknown, path: string, seen: Map<unknown, unknown>): string | null {
+export function diff(a: unknown, b: unknown, path: string, seen: Map<unknown, unknown>): string | null {
   if (Object.is(a, b)) return null;
   const fail = () => `${path}: got ${describe(a)}, expected ${describe(b)}`;
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return fail();

@@ -25,7 +25,7 @@ use kv_v8::{
 use num_bigint::BigInt;
 use serde::Serialize;
 
-type R = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type R = Result<(), Box<dyn std::error::Error>>;
 
 /// What a table entry should be in the database.
 enum Expect {
@@ -56,13 +56,30 @@ fn deno() -> Option<PathBuf> {
     candidates.into_iter().find(|p| p.is_file())
 }
 
-fn run_deno(deno: &Path, mode: &str, db: &Path) -> R {
-    let script = workspace_root().join("clients/deno/values_roundtrip.ts");
+/// The pinned Deno, or `None` (skip the test) when it is missing and
+/// `KV_SKIP_DENO=1` says that is fine; otherwise a missing Deno fails.
+pub(crate) fn deno_or_skip(test: &str) -> Option<PathBuf> {
+    if let Some(deno) = deno() {
+        return Some(deno);
+    }
+    if std::env::var("KV_SKIP_DENO").as_deref() == Ok("1") {
+        eprintln!("KV_SKIP_DENO=1: skipping {test}");
+        return None;
+    }
+    panic!(
+        "{test} needs the pinned Deno binary under .tools/npm \
+         (install it with `cargo xtask tools`, or name one with KV_DENO); \
+         set KV_SKIP_DENO=1 to skip this test"
+    );
+}
+
+/// Runs `clients/deno/<script>` with `args`; fails unless it succeeds.
+pub(crate) fn run_script(deno: &Path, script: &str, args: &[&std::ffi::OsStr]) -> R {
+    let script = workspace_root().join("clients/deno").join(script);
     let out = Command::new(deno)
         .args(["run", "-A", "--unstable-kv"])
         .arg(&script)
-        .arg(mode)
-        .arg(db)
+        .args(args)
         .env("DENO_NO_UPDATE_CHECK", "1")
         .env("NO_COLOR", "1")
         .output()?;
@@ -70,11 +87,20 @@ fn run_deno(deno: &Path, mode: &str, db: &Path) -> R {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "deno {mode} failed ({}):\n{stdout}\n{stderr}",
+        "deno {} {args:?} failed ({}):\n{stdout}\n{stderr}",
+        script.display(),
         out.status
     );
-    eprintln!("deno {mode}: {}", stdout.trim());
+    eprintln!("deno {}: {}", script.display(), stdout.trim());
     Ok(())
+}
+
+fn run_deno(deno: &Path, mode: &str, db: &Path) -> R {
+    run_script(
+        deno,
+        "values_roundtrip.ts",
+        &[mode.as_ref(), db.as_os_str()],
+    )
 }
 
 fn obj<K: Into<PropertyKey>, const N: usize>(props: [(K, JsValue); N]) -> JsValue {
@@ -412,31 +438,34 @@ fn check_deno_rows(db: &Path) -> R {
 /// Writes the table and the serde values under `["rust", name]` as one
 /// commit at a new data version, as another Deno KV writer would.
 fn write_rust_rows(db: &Path) -> R {
-    let mut conn = rusqlite::Connection::open(db)?;
-    let tx = conn.transaction()?;
-    let version: i64 = tx.query_row("select version from data_version where k = 0", [], |r| {
-        r.get(0)
-    })?;
-    let version = version + 1;
     let mut values = Vec::new();
     for (name, expect) in table() {
         let value = match expect {
             Expect::Js(v) => to_kv_value(&v)?,
             Expect::Raw(v) => v,
         };
-        values.push((name, value));
+        values.push((encoded_key("rust", name)?, value));
     }
-    values.extend(serde_table()?);
-    for (name, value) in values {
+    for (name, value) in serde_table()? {
+        values.push((encoded_key("rust", name)?, value));
+    }
+    write_rows(db, values)
+}
+
+/// Stores `rows` (encoded key, value) in a Deno SQLite file as one commit
+/// at a new data version, as another Deno KV writer would.
+pub(crate) fn write_rows(db: &Path, rows: impl IntoIterator<Item = (Vec<u8>, KvValue)>) -> R {
+    let mut conn = rusqlite::Connection::open(db)?;
+    let tx = conn.transaction()?;
+    let version: i64 = tx.query_row("select version from data_version where k = 0", [], |r| {
+        r.get(0)
+    })?;
+    let version = version + 1;
+    for (key, value) in rows {
         tx.execute(
             "insert or replace into kv (k, v, v_encoding, version, seq, expiration_ms) \
              values (?1, ?2, ?3, ?4, 0, -1)",
-            rusqlite::params![
-                encoded_key("rust", name)?,
-                value.to_bytes(),
-                value.encoding(),
-                version
-            ],
+            rusqlite::params![key, value.to_bytes(), value.encoding(), version],
         )?;
     }
     tx.execute(
@@ -449,16 +478,8 @@ fn write_rust_rows(db: &Path) -> R {
 
 #[test]
 fn values_round_trip_through_deno() -> R {
-    let Some(deno) = deno() else {
-        if std::env::var("KV_SKIP_DENO").as_deref() == Ok("1") {
-            eprintln!("KV_SKIP_DENO=1: skipping the Deno round trip");
-            return Ok(());
-        }
-        panic!(
-            "the Deno round-trip test needs the pinned Deno binary under .tools/npm \
-             (install it with `cargo xtask tools`, or name one with KV_DENO); \
-             set KV_SKIP_DENO=1 to skip this test"
-        );
+    let Some(deno) = deno_or_skip("the Deno round-trip test") else {
+        return Ok(());
     };
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("values.sqlite3");

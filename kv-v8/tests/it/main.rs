@@ -1,9 +1,11 @@
 //! kv-v8 integration tests: golden bytes, property tests, the serde mapping,
-//! round trips through the real Deno binary (throughput is
+//! round trips through the real Deno binary, kv-utils' typed JSON against
+//! Deno (throughput is
 //! `cargo xtask bench v8`).
 
 mod codec;
 mod deno;
+mod kv_utils;
 mod props;
 mod serde_map;
 
