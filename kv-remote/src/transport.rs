@@ -21,6 +21,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
+#[cfg(test)]
+mod tests;
+
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TransportError {
@@ -380,33 +383,24 @@ where
 }
 
 /// Whether `first`, the first bytes a server sent, can begin HTTP/2: its
-/// first frame is SETTINGS (type 4) on stream 0.
+/// first frame is SETTINGS (type 4) on stream 0. (A frame header is a
+/// length of 3 bytes, the type, flags and a stream id of 4 bytes.)
 fn is_http2_start(first: &[u8]) -> bool {
-    let header = [
-        None,
-        None,
-        None,
-        Some(4),
-        None,
-        Some(0),
-        Some(0),
-        Some(0),
-        Some(0),
-    ];
-    first
-        .iter()
-        .zip(header)
-        .all(|(byte, want)| want.is_none_or(|w| *byte == w))
+    let settings = first.get(3).is_none_or(|t| *t == 4);
+    let stream_0 = first
+        .get(5..first.len().min(9))
+        .is_none_or(|id| id.iter().all(|b| *b == 0));
+    settings && stream_0
 }
 
 /// How many bytes of a server's answer [`answer_to_http1`] reads.
 const ANSWER_BYTES: usize = 16;
 
 /// Asks the server at `origin` in HTTP/1.1, after a new h2c connection to
-/// it ended before it said a word: an HTTP/1-only server closes on the
-/// HTTP/2 preface without a byte (hyper does), and so may a proxy whose
-/// backend is down; only the first answers a request. Its first bytes, if
-/// they are not HTTP/2.
+/// it ended before the server answered its PING: an HTTP/1-only server
+/// closes on the HTTP/2 preface without a byte (hyper does), and so may a
+/// proxy whose backend is down; only the first answers a request. Its
+/// first bytes, if they are not HTTP/2.
 async fn answer_to_http1(origin: &Origin) -> Option<Vec<u8>> {
     let (host, port) = (&origin.host, origin.port);
     let probe = async {
