@@ -273,18 +273,22 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The token of `authorization: Bearer <token>`, read as denokv reads it:
+/// split at the first space, the scheme `bearer` in any case, the token
+/// everything after that space. Nothing is trimmed, so a second space, a
+/// tab or trailing whitespace make a token that no configured one equals.
 fn bearer<'a>(config: &ServerConfig, headers: &'a HeaderMap) -> Result<&'a str, ApiError> {
-    let value = headers
+    let (scheme, token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .ok_or_else(|| {
             ApiError::unauthorized("Malformed authorization header: expected 'Bearer <token>'.")
         })?;
-    if !value.0.eq_ignore_ascii_case("bearer") || !config.token_ok(value.1.trim()) {
+    if !scheme.eq_ignore_ascii_case("bearer") || !config.token_ok(token) {
         return Err(ApiError::unauthorized("Invalid access token."));
     }
-    Ok(value.1)
+    Ok(token)
 }
 
 #[derive(serde::Deserialize)]

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod auth;
 mod bad_requests;
 mod codegen;
 mod misconfigured;
