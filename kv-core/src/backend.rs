@@ -143,6 +143,17 @@ pub trait ReadSink: Any + Send {
 
     /// Forgets everything received: the read starts over.
     fn clear(&mut self);
+
+    /// Whether the sink needs the entries' values (by default it does). A
+    /// sink that keeps only keys and versionstamps (a keys-only listing, a
+    /// count) returns `false`, and a backend may then leave the values out:
+    /// such a backend hands every value as `ValueRef::Bytes(&[])`, and a
+    /// remote one does not ship them over the network. A backend may also
+    /// ignore it and hand the values; wrappers that pass entries on to
+    /// another sink answer for that sink.
+    fn wants_values(&self) -> bool {
+        true
+    }
 }
 
 impl ReadSink for Vec<Vec<RawEntry>> {

@@ -74,6 +74,10 @@ impl ReadSink for StripPrefix {
     fn clear(&mut self) {
         self.inner.clear();
     }
+
+    fn wants_values(&self) -> bool {
+        self.inner.wants_values()
+    }
 }
 
 #[deny(clippy::missing_trait_methods)]
