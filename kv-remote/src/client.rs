@@ -128,9 +128,29 @@ struct Metadata {
     headers: http::HeaderMap,
     fetched: Instant,
     expires: Option<Instant>,
-    /// The server is kv and stores enqueues without retries (an empty
-    /// backoff schedule on its extension endpoint).
+    /// What the server's extension endpoints can do.
+    extensions: Extensions,
+}
+
+/// What a kv server announces its extension endpoints can do (none, for
+/// denokv and Deno Deploy).
+#[derive(Clone, Copy, Debug, Default)]
+struct Extensions {
+    /// Enqueues without retries (an empty backoff schedule on the extension
+    /// `atomic_write`).
     no_retry: bool,
+    /// Reads answered with keys and versionstamps only
+    /// (`x-kv/snapshot_read_keys`).
+    keys_only: bool,
+}
+
+impl Extensions {
+    fn of(headers: &http::HeaderMap) -> Self {
+        Extensions {
+            no_retry: convert::announces(headers, convert::NO_RETRY),
+            keys_only: convert::announces(headers, convert::KEYS_ONLY),
+        }
+    }
 }
 
 impl Metadata {
@@ -155,16 +175,21 @@ enum Method {
     SnapshotRead,
     AtomicWrite,
     Watch,
+    /// A read answered without values: an extension endpoint only, which
+    /// admits the reserved key space too.
+    SnapshotReadKeys,
 }
 
 impl Call {
-    const ALL: [Call; 6] = [
+    const ALL: [Call; 8] = [
         Call::new(Method::SnapshotRead, false),
         Call::new(Method::AtomicWrite, false),
         Call::new(Method::Watch, false),
+        Call::new(Method::SnapshotReadKeys, false),
         Call::new(Method::SnapshotRead, true),
         Call::new(Method::AtomicWrite, true),
         Call::new(Method::Watch, true),
+        Call::new(Method::SnapshotReadKeys, true),
     ];
 
     const fn new(method: Method, system: bool) -> Self {
@@ -172,7 +197,7 @@ impl Call {
     }
 
     fn index(self) -> usize {
-        self.method as usize + if self.system { 3 } else { 0 }
+        self.method as usize + if self.system { 4 } else { 0 }
     }
 
     fn path(self) -> &'static str {
@@ -183,6 +208,7 @@ impl Call {
             (Method::SnapshotRead, true) => "x-kv/snapshot_read",
             (Method::AtomicWrite, true) => "x-kv/atomic_write",
             (Method::Watch, true) => "x-kv/watch",
+            (Method::SnapshotReadKeys, _) => "x-kv/snapshot_read_keys",
         }
     }
 }
@@ -391,11 +417,11 @@ impl Inner {
                 .post(target, &self.metadata_headers, body)
                 .await?;
             let status = response.status();
-            let no_retry = convert::announces(response.headers(), convert::NO_RETRY);
+            let extensions = Extensions::of(response.headers());
             let body = transport::read_body(response).await?;
-            Ok::<_, TransportError>((status, no_retry, body))
+            Ok::<_, TransportError>((status, extensions, body))
         };
-        let (status, no_retry, body) = tokio::time::timeout(self.config.timeout, exchange)
+        let (status, extensions, body) = tokio::time::timeout(self.config.timeout, exchange)
             .await
             .unwrap_or_else(|_| {
                 self.transport.reset(target);
@@ -405,13 +431,13 @@ impl Inner {
                 )))
             })
             .map_err(|e| transport_error(&self.url, e))?;
-        self.parse_metadata(status, no_retry, &String::from_utf8_lossy(&body))
+        self.parse_metadata(status, extensions, &String::from_utf8_lossy(&body))
     }
 
     fn parse_metadata(
         &self,
         status: http::StatusCode,
-        no_retry: bool,
+        extensions: Extensions,
         body: &str,
     ) -> Result<Metadata> {
         if status != http::StatusCode::OK {
@@ -479,7 +505,7 @@ impl Inner {
             headers,
             fetched: Instant::now(),
             expires,
-            no_retry,
+            extensions,
         })
     }
 
@@ -610,11 +636,23 @@ impl Backend for RemoteBackend {
         let system = ranges
             .iter()
             .any(|r| is_system_key(&r.start) || r.end.as_slice() > [SYSTEM_PREFIX].as_slice());
-        let call = Call::new(Method::SnapshotRead, system);
+        // A sink that needs no values gets none over the network from a
+        // kv server; others (denokv, Deploy) send them, and they are
+        // handed over.
+        let keys_only =
+            !sink.wants_values() && self.inner.metadata(false).await?.extensions.keys_only;
+        let method = if keys_only {
+            Method::SnapshotReadKeys
+        } else {
+            Method::SnapshotRead
+        };
         let body = convert::read_to_proto(ranges).encode_to_vec();
-        let out = self.inner.call(call, consistency, body).await?;
+        let out = self
+            .inner
+            .call(Call::new(method, system), consistency, body)
+            .await?;
         let strong = consistency == Consistency::Strong;
-        convert::read_response(&out, n, strong, &mut *sink)?;
+        convert::read_response(&out, n, strong, !keys_only, &mut *sink)?;
         Ok(sink)
     }
 
@@ -627,7 +665,7 @@ impl Backend for RemoteBackend {
         // kv server that announces it takes it on the extension endpoint.
         let schedules = write.enqueues.iter().map(|e| e.backoff_schedule.as_ref());
         let no_retry = schedules.flatten().any(Vec::is_empty);
-        if no_retry && !self.inner.metadata(false).await?.no_retry {
+        if no_retry && !self.inner.metadata(false).await?.extensions.no_retry {
             return Err(Error::Unsupported {
                 backend: "remote".into(),
                 op: "a queue message without retries (an empty backoff schedule) on this server",

@@ -253,14 +253,17 @@ fn raw_entry(e: proto::KvEntry) -> Result<RawEntry> {
 }
 
 /// A read response, checked against the request, into `sink`: decoded by
-/// [`wire`](crate::wire), or by prost when that steps aside.
+/// [`wire`](crate::wire), or by prost when that steps aside. Without
+/// `values` it is the keys-only form, and every value reaches `sink` as
+/// `ValueRef::Bytes(&[])`.
 pub(crate) fn read_response(
     body: &[u8],
     ranges: usize,
     strong: bool,
+    values: bool,
     sink: &mut dyn ReadSink,
 ) -> Result<()> {
-    if let Some(status) = crate::wire::decode_read_output_into(body, sink) {
+    if let Some(status) = crate::wire::decode_read_output_into(body, values, sink) {
         return check_read(status, ranges, strong);
     }
     sink.clear();
@@ -277,8 +280,14 @@ pub(crate) fn read_response(
     for range in out.ranges {
         sink.begin_range();
         for e in range {
-            let e = raw_entry(e)?;
-            sink.entry(&e.key, e.value.as_value_ref(), e.versionstamp);
+            if values {
+                let e = raw_entry(e)?;
+                sink.entry(&e.key, e.value.as_value_ref(), e.versionstamp);
+            } else {
+                let versionstamp = Versionstamp::from_slice(&e.versionstamp)
+                    .map_err(|_| protocol("an entry's versionstamp is not 10 bytes"))?;
+                sink.entry(&e.key, kv_core::ValueRef::Bytes(&[]), versionstamp);
+            }
         }
     }
     Ok(())
@@ -326,6 +335,14 @@ pub(crate) const EXTENSIONS_HEADER: &str = "x-kv-extensions";
 /// In [`EXTENSIONS_HEADER`]: an empty backoff schedule on the extension
 /// `atomic_write` means no retry.
 pub(crate) const NO_RETRY: &str = "no-retry";
+
+/// In [`EXTENSIONS_HEADER`]: `x-kv/snapshot_read_keys` answers reads with
+/// keys and versionstamps only.
+pub(crate) const KEYS_ONLY: &str = "keys-only";
+
+/// The [`EXTENSIONS_HEADER`] value kv's server sends: every extension it
+/// has.
+pub(crate) const ANNOUNCED: &str = "no-retry, keys-only";
 
 /// Whether a metadata response's headers announce `feature`.
 pub(crate) fn announces(headers: &http::HeaderMap, feature: &str) -> bool {
@@ -475,7 +492,7 @@ pub(crate) fn watch_from_proto(
 mod tests {
     use http::{HeaderMap, HeaderValue};
 
-    use super::{EXTENSIONS_HEADER, NO_RETRY, announces};
+    use super::{ANNOUNCED, EXTENSIONS_HEADER, KEYS_ONLY, NO_RETRY, announces};
 
     /// Only a server that lists the feature gets "no retry" enqueues: an
     /// older kv server or denokv would read the empty schedule as the
@@ -497,5 +514,7 @@ mod tests {
             HeaderValue::from_static("no-retry-later"),
         );
         assert!(!announces(&headers, NO_RETRY), "whole names only");
+        headers.insert(EXTENSIONS_HEADER, HeaderValue::from_static(ANNOUNCED));
+        assert!(announces(&headers, NO_RETRY) && announces(&headers, KEYS_ONLY));
     }
 }

@@ -208,6 +208,7 @@ pub fn router(
             post(|s, h, b| write_impl(s, h, b, true)),
         )
         .route("/v2/x-kv/watch", post(|s, h, b| watch_impl(s, h, b, true)))
+        .route("/v2/x-kv/snapshot_read_keys", post(read_keys_impl))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -353,7 +354,7 @@ async fn metadata(
         "token": token,
         "expiresAt": expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     });
-    let extensions = [(convert::EXTENSIONS_HEADER, convert::NO_RETRY)];
+    let extensions = [(convert::EXTENSIONS_HEADER, convert::ANNOUNCED)];
     Ok((StatusCode::OK, extensions, axum::Json(body)).into_response())
 }
 
@@ -426,6 +427,24 @@ async fn read_impl(
     // Every endpoint of this server reads the primary, so eventual reads
     // are strongly consistent too.
     let encoder = ReadOutputEncoder::new();
+    let out = read_into(&*state.backend, ranges, Consistency::Strong, encoder).await?;
+    Ok(protobuf_bytes(out.finish()))
+}
+
+/// `x-kv/snapshot_read_keys`: a read answered with keys and versionstamps
+/// only (the reserved key space admitted, as on every extension endpoint),
+/// for listings that need no values. The backend is told so
+/// ([`ReadSink::wants_values`](kv_core::backend::ReadSink::wants_values)),
+/// and whatever values it still hands over are dropped.
+async fn read_keys_impl(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    data_path(&state, &headers)?;
+    let body = body_of(&state, body)?;
+    let ranges = convert::read_request(decode(&body)?, true)?;
+    let encoder = ReadOutputEncoder::keys_only();
     let out = read_into(&*state.backend, ranges, Consistency::Strong, encoder).await?;
     Ok(protobuf_bytes(out.finish()))
 }

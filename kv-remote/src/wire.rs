@@ -11,6 +11,11 @@
 //! decoder does not expect (groups, a known field with another wire type, an
 //! entry that does not convert) returns `None`, and the caller decodes it
 //! with prost, so odd messages get exactly prost's reading and errors.
+//!
+//! The keys-only form of the message (kv's `x-kv/snapshot_read_keys`, see
+//! docs/kv-connect.md) is the same message with every entry's value and
+//! encoding left out, as prost leaves out fields at their defaults: an
+//! entry is its key and versionstamp.
 
 // The server uses the encoder, the client the decoder.
 #![cfg_attr(
@@ -87,16 +92,31 @@ const RANGE_LEN_ROOM: usize = 3;
 /// Writes a successful read's response, as prost would encode it, while a
 /// backend hands over the entries ([`ReadSink`]): each entry is copied once,
 /// from the backend's storage into the response.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ReadOutputEncoder {
     out: Vec<u8>,
     /// Where the current range's entries start.
     range: Option<usize>,
+    /// `false`: the keys-only form, entries without their values.
+    values: bool,
 }
 
 impl ReadOutputEncoder {
     pub(crate) fn new() -> Self {
-        ReadOutputEncoder::default()
+        ReadOutputEncoder {
+            out: Vec::new(),
+            range: None,
+            values: true,
+        }
+    }
+
+    /// An encoder of the keys-only form, which tells the backend that it
+    /// needs no values ([`ReadSink::wants_values`]).
+    pub(crate) fn keys_only() -> Self {
+        ReadOutputEncoder {
+            values: false,
+            ..Self::new()
+        }
     }
 
     /// Writes the current range's length into the room left for it.
@@ -146,7 +166,11 @@ impl ReadSink for ReadOutputEncoder {
 
     fn entry(&mut self, key: &[u8], value: ValueRef<'_>, versionstamp: Versionstamp) {
         debug_assert!(self.range.is_some(), "an entry before its range");
-        let (encoding, value) = value_parts(value);
+        let (encoding, value) = if self.values {
+            value_parts(value)
+        } else {
+            (0, ValueBytes::Slice(&[]))
+        };
         let value = value.as_slice();
         // Like prost, fields holding their default (empty bytes, encoding
         // 0) are left out.
@@ -180,6 +204,10 @@ impl ReadSink for ReadOutputEncoder {
     fn clear(&mut self) {
         self.out.clear();
         self.range = None;
+    }
+
+    fn wants_values(&self) -> bool {
+        self.values
     }
 }
 
@@ -294,7 +322,7 @@ impl<E> ReadOutput<E> {
 #[cfg(test)]
 fn decode_read_output(buf: &[u8]) -> Option<ReadOutput> {
     let mut ranges = Vec::new();
-    let status = decode_read_output_into(buf, &mut ranges)?;
+    let status = decode_read_output_into(buf, true, &mut ranges)?;
     Some(ReadOutput {
         ranges,
         read_disabled: status.read_disabled,
@@ -305,9 +333,12 @@ fn decode_read_output(buf: &[u8]) -> Option<ReadOutput> {
 
 /// Reads a `SnapshotReadOutput`, handing its entries to `sink` borrowed
 /// from `buf`; `None` sends the caller to prost, and `sink` then holds part
-/// of the answer, to be cleared.
+/// of the answer, to be cleared. Without `values` (the keys-only form)
+/// every value is handed as `ValueRef::Bytes(&[])`, whatever the entry
+/// holds.
 pub(crate) fn decode_read_output_into(
     mut buf: &[u8],
+    values: bool,
     sink: &mut dyn ReadSink,
 ) -> Option<ReadStatus> {
     let mut out = ReadStatus {
@@ -320,7 +351,7 @@ pub(crate) fn decode_read_output_into(
         match field_key(&mut buf)? {
             (1, LEN) => {
                 out.ranges += 1;
-                range(len_delimited(&mut buf)?, sink)?;
+                range(len_delimited(&mut buf)?, values, sink)?;
             }
             (2, VARINT) => out.read_disabled = varint(&mut buf)? != 0,
             (4, VARINT) => out.read_is_strongly_consistent = varint(&mut buf)? != 0,
@@ -332,11 +363,11 @@ pub(crate) fn decode_read_output_into(
     Some(out)
 }
 
-fn range(mut buf: &[u8], sink: &mut dyn ReadSink) -> Option<()> {
+fn range(mut buf: &[u8], values: bool, sink: &mut dyn ReadSink) -> Option<()> {
     sink.begin_range();
     while !buf.is_empty() {
         match field_key(&mut buf)? {
-            (1, LEN) => entry(len_delimited(&mut buf)?, sink)?,
+            (1, LEN) => entry(len_delimited(&mut buf)?, values, sink)?,
             (1, _) => return None,
             (_, wire) => skip(&mut buf, wire)?,
         }
@@ -344,7 +375,7 @@ fn range(mut buf: &[u8], sink: &mut dyn ReadSink) -> Option<()> {
     Some(())
 }
 
-fn entry(mut buf: &[u8], sink: &mut dyn ReadSink) -> Option<()> {
+fn entry(mut buf: &[u8], values: bool, sink: &mut dyn ReadSink) -> Option<()> {
     // Proto3: a field left out holds its default; a repeated one, the last.
     let (mut key, mut value, mut encoding, mut stamp): (&[u8], &[u8], i32, &[u8]) =
         (&[], &[], 0, &[]);
@@ -358,7 +389,11 @@ fn entry(mut buf: &[u8], sink: &mut dyn ReadSink) -> Option<()> {
             (_, wire) => skip(&mut buf, wire)?,
         }
     }
-    let value = ValueRef::from_encoded(i64::from(encoding), value).ok()?;
+    let value = if values {
+        ValueRef::from_encoded(i64::from(encoding), value).ok()?
+    } else {
+        ValueRef::Bytes(&[])
+    };
     sink.entry(key, value, Versionstamp::from_slice(stamp).ok()?);
     Some(())
 }
@@ -580,8 +615,61 @@ mod tests {
         let mut body = encode_read_output(&ranges);
         body.extend_from_slice(&[9 << 3 | 3, 9 << 3 | 4]);
         let mut sink = Vec::new();
-        crate::convert::read_response(&body, 1, true, &mut sink).unwrap();
+        crate::convert::read_response(&body, 1, true, true, &mut sink).unwrap();
         assert_eq!(sink, ranges);
+    }
+
+    /// The keys-only form is what prost writes for entries without value
+    /// and encoding; read as keys-only, any response (by the fast decoder
+    /// or by prost) hands every value as empty bytes.
+    #[test]
+    fn the_keys_only_form_leaves_values_out() {
+        let entry = |key: &[u8], value, n| RawEntry {
+            key: key.to_vec(),
+            value,
+            versionstamp: Versionstamp::from_counter(n),
+        };
+        let ranges = vec![
+            vec![
+                entry(b"a", KvValue::V8(vec![0xff, 0x0f, 0x49, 0x02]), 1),
+                entry(b"b", KvValue::U64(9), 2),
+            ],
+            vec![],
+            vec![entry(b"c", KvValue::Bytes(vec![7; 300]), 3)],
+        ];
+        let mut encoder = ReadOutputEncoder::keys_only();
+        assert!(!encoder.wants_values());
+        for range in &ranges {
+            encoder.begin_range();
+            for e in range {
+                encoder.entry(&e.key, e.value.as_value_ref(), e.versionstamp);
+            }
+        }
+        let body = encoder.finish();
+        let mut expected = crate::convert::read_output(ranges.clone());
+        for e in expected.ranges.iter_mut().flat_map(|r| &mut r.values) {
+            e.value.clear();
+            e.encoding = 0;
+        }
+        assert_eq!(body, expected.encode_to_vec());
+
+        let keys_only: Vec<Vec<RawEntry>> = ranges
+            .iter()
+            .map(|r| {
+                let empty = |e: &RawEntry| RawEntry {
+                    value: KvValue::Bytes(Vec::new()),
+                    ..e.clone()
+                };
+                r.iter().map(empty).collect()
+            })
+            .collect();
+        let mut with_group = encode_read_output(&ranges);
+        with_group.extend_from_slice(&[9 << 3 | 3, 9 << 3 | 4]);
+        for response in [body, encode_read_output(&ranges), with_group] {
+            let mut sink = Vec::new();
+            crate::convert::read_response(&response, 3, true, false, &mut sink).unwrap();
+            assert_eq!(sink, keys_only);
+        }
     }
 
     #[test]

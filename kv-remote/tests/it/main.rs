@@ -5,6 +5,7 @@
 mod auth;
 mod bad_requests;
 mod codegen;
+mod keys_only;
 mod misconfigured;
 mod opaque_keys;
 mod queue;
