@@ -52,6 +52,9 @@ impl DbArgs {
         sqlite_path: Option<&Path>,
     ) -> anyhow::Result<(String, Arc<dyn kv::Backend>)> {
         let url = self.url(sqlite_path);
+        if let Some(remote) = open_remote(&url).await? {
+            return Ok((url, remote));
+        }
         let backend = kv::OpenOptions::new()
             .with_must_exist(true)
             .open_backend(&url)
@@ -67,12 +70,33 @@ impl DbArgs {
         sqlite_path: Option<&Path>,
     ) -> anyhow::Result<(String, Arc<dyn kv::Backend>)> {
         let url = self.url(sqlite_path);
+        if let Some(remote) = open_remote(&url).await? {
+            return Ok((url, remote));
+        }
         let backend = kv::OpenOptions::new()
             .open_backend(&url)
             .await
             .with_context(|| format!("cannot open {url}"))?;
         Ok((url, backend))
     }
+}
+
+/// Retries of a command's calls to a server: about 1.5 s of backoff, so a
+/// server that is not there is reported at once rather than after the
+/// library's 13 s, while a server restarting meanwhile is still waited for.
+const COMMAND_RETRIES: u32 = 5;
+
+/// A KV Connect server for `url`, if it names one.
+async fn open_remote(url: &str) -> anyhow::Result<Option<Arc<dyn kv::Backend>>> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Ok(None);
+    }
+    let remote = kv_remote::RemoteConfig::from_env(url)?
+        .with_max_retries(COMMAND_RETRIES)
+        .connect()
+        .await
+        .with_context(|| format!("cannot open {url}"))?;
+    Ok(Some(Arc::new(remote)))
 }
 
 /// A `--db` value: a URL of a known form, or something that reads as a
