@@ -5,6 +5,11 @@
 //! string-only keys, as `users/alice`. Output is text for people
 //! (`-o text`: key, value, versionstamp, tab-separated) or kv-utils typed
 //! JSON for programs (`-o json`, `-o ndjson`).
+//!
+//! `list --keys-only` and `count` read keys and versionstamps only: a
+//! `kv serve` sends no values for them (its keys-only extension), and
+//! against other servers (denokv, Deno Deploy) the values are transferred
+//! and dropped, which the command says once on stderr.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -12,7 +17,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use kv::{Consistency, Key, Kv, KvEntry, KvValue, ListOptions, Selector, SetOptions, Versionstamp};
+use kv::backend::{Backend, ReadRange, ReadSink, read_into};
+use kv::{
+    Consistency, Key, Kv, KvEntry, KvValue, ListOptions, Selector, SetOptions, ValueRef,
+    Versionstamp,
+};
 
 use crate::db::DbArgs;
 use crate::values::{self, ValueFormat};
@@ -302,15 +311,27 @@ impl Printer {
                 Some(e) => format!("{key}\t{}\t{}", values::display(&e.value), e.versionstamp),
                 None => format!("{key}\t(not found)"),
             },
-            Output::Json | Output::Ndjson => {
-                let json = values::entry_json(key, entry, self.keys_only)?;
-                if self.output == Output::Json {
-                    let comma = if self.first { "  " } else { ", " };
-                    format!("{comma}{json}")
-                } else {
-                    json.to_string()
-                }
-            }
+            Output::Json | Output::Ndjson => values::entry_json(key, entry, self.keys_only)?,
+        };
+        self.put(line)
+    }
+
+    /// A key and its versionstamp, as [`entry`](Self::entry) prints a found
+    /// entry with `keys_only`; `false` once nobody reads the output.
+    fn key(&mut self, key: &Key, versionstamp: Versionstamp) -> anyhow::Result<bool> {
+        let line = match self.output {
+            Output::Text => format!("{key}\t{versionstamp}"),
+            Output::Json | Output::Ndjson => values::keys_only_json(key, versionstamp),
+        };
+        self.put(line)
+    }
+
+    fn put(&mut self, line: String) -> anyhow::Result<bool> {
+        let line = if self.output == Output::Json {
+            let comma = if self.first { "  " } else { ", " };
+            format!("{comma}{line}")
+        } else {
+            line
         };
         self.first = false;
         self.out.line(line)
@@ -343,7 +364,23 @@ pub(crate) async fn get(args: Get, sqlite_path: Option<PathBuf>) -> anyhow::Resu
 }
 
 pub(crate) async fn list(args: List, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let (_, backend) = args.db.open_existing(sqlite_path.as_deref()).await?;
+    let (url, backend) = args.db.open_existing(sqlite_path.as_deref()).await?;
+    if args.keys_only {
+        let mut printer = Printer::new(args.read.output, true)?;
+        let keys = Keys {
+            url: &url,
+            backend: &*backend,
+            consistency: args.read.consistency(),
+        };
+        let selector = args.range.selector()?;
+        keys.walk(&selector, args.reverse, args.limit, |key, versionstamp| {
+            printer.key(&Key::decode(key)?, versionstamp)
+        })
+        .await?;
+        printer.finish()?;
+        backend.close().await;
+        return Ok(());
+    }
     let kv = Kv::from_arc(backend);
     let mut options = ListOptions::default()
         .with_reverse(args.reverse)
@@ -366,30 +403,148 @@ pub(crate) async fn list(args: List, sqlite_path: Option<PathBuf>) -> anyhow::Re
 }
 
 pub(crate) async fn count(args: Count, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let (_, backend) = args.db.open_existing(sqlite_path.as_deref()).await?;
-    let kv = Kv::from_arc(backend);
-    let n = count_range(&kv, args.range.selector()?, args.read.consistency()).await?;
+    let (url, backend) = args.db.open_existing(sqlite_path.as_deref()).await?;
+    let keys = Keys {
+        url: &url,
+        backend: &*backend,
+        consistency: args.read.consistency(),
+    };
+    let n = keys.count(&args.range.selector()?).await?;
     let mut out = Out::new();
     match args.read.output {
         Output::Text => out.line(n)?,
         Output::Json | Output::Ndjson => out.line(serde_json::json!({ "count": n }))?,
     };
     out.finish()?;
-    kv.close().await;
+    backend.close().await;
     Ok(())
 }
 
-async fn count_range(kv: &Kv, selector: Selector, consistency: Consistency) -> anyhow::Result<u64> {
-    let options = ListOptions::default()
-        .with_consistency(consistency)
-        .with_batch_size(1000);
-    let mut entries = kv.list(selector, options);
-    let mut n = 0u64;
-    while let Some(entry) = entries.next().await {
-        entry?;
-        n += 1;
+/// The keys of a database with their versionstamps, read a page at a time
+/// without values: a `kv serve` sends none (see the module docs).
+struct Keys<'a> {
+    /// The database as the user named it, for the notice that values are
+    /// transferred.
+    url: &'a str,
+    backend: &'a dyn Backend,
+    consistency: Consistency,
+}
+
+/// One page of keys and versionstamps, from a read that needs no values.
+#[derive(Default)]
+struct KeysPage {
+    keys: Vec<(Vec<u8>, Versionstamp)>,
+    /// The backend handed values even so: a remote one then sent them.
+    values_seen: bool,
+}
+
+impl ReadSink for KeysPage {
+    fn begin_range(&mut self) {}
+
+    fn entry(&mut self, key: &[u8], value: ValueRef<'_>, versionstamp: Versionstamp) {
+        // A backend that leaves values out hands empty bytes.
+        self.values_seen |= !matches!(value, ValueRef::Bytes([]));
+        self.keys.push((key.to_vec(), versionstamp));
     }
-    Ok(n)
+
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.values_seen = false;
+    }
+
+    fn wants_values(&self) -> bool {
+        false
+    }
+}
+
+impl Keys<'_> {
+    /// How many keys `selector` holds. A key that is not a key tuple is an
+    /// error, as in `list`.
+    async fn count(&self, selector: &Selector) -> anyhow::Result<u64> {
+        let mut n = 0u64;
+        self.walk(selector, false, None, |key, _| {
+            Key::decode(key)?;
+            n += 1;
+            Ok(true)
+        })
+        .await?;
+        Ok(n)
+    }
+
+    /// Hands the keys of `selector` (encoded) and their versionstamps to
+    /// `each` in key order (descending with `reverse`), at most `limit` of
+    /// them, until `each` answers `false`. Each read is one snapshot of at
+    /// most `limits::MAX_READ_ENTRIES` keys, and the next starts after the
+    /// last key it returned.
+    async fn walk(
+        &self,
+        selector: &Selector,
+        reverse: bool,
+        limit: Option<usize>,
+        mut each: impl FnMut(&[u8], Versionstamp) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        if limit == Some(0) {
+            // As `Kv::list` says it.
+            return Err(kv::Error::InvalidArgument(
+                "Limit must be a positive integer: received 0".into(),
+            )
+            .into());
+        }
+        let bounds = selector.bounds()?;
+        let (mut start, mut end) = (bounds.start, bounds.end);
+        let mut left = limit;
+        let mut noted = false;
+        while start < end && left != Some(0) {
+            let asked = left.map_or(kv::limits::MAX_READ_ENTRIES, |left| {
+                left.min(kv::limits::MAX_READ_ENTRIES)
+            });
+            let ranges = vec![ReadRange {
+                start: start.clone(),
+                end: end.clone(),
+                limit: u32::try_from(asked).expect("at most MAX_READ_ENTRIES"),
+                reverse,
+            }];
+            kv::limits::check_read(&ranges)?;
+            let page =
+                read_into(self.backend, ranges, self.consistency, KeysPage::default()).await?;
+            if page.values_seen && !noted && is_remote(self.url) {
+                noted = true;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "kv: {} has no keys-only reads (not a kv server): values are transferred \
+                     and dropped",
+                    self.url
+                );
+            }
+            for (key, versionstamp) in &page.keys {
+                if !each(key, *versionstamp)? {
+                    return Ok(());
+                }
+            }
+            if let Some(left) = left.as_mut() {
+                *left -= page.keys.len();
+            }
+            match page.keys.last() {
+                Some((last, _)) if page.keys.len() == asked => {
+                    if reverse {
+                        end = last.clone();
+                    } else {
+                        start = last.clone();
+                        start.push(0);
+                    }
+                }
+                // A short page is the last.
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `url` names a KV Connect server (values of a read cross the
+/// network).
+fn is_remote(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
 }
 
 pub(crate) async fn set(args: Set, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -431,11 +586,11 @@ pub(crate) async fn set(args: Set, sqlite_path: Option<PathBuf>) -> anyhow::Resu
 }
 
 pub(crate) async fn delete(args: Delete, sqlite_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let (_, backend) = args.db.open_existing(sqlite_path.as_deref()).await?;
+    let (url, backend) = args.db.open_existing(sqlite_path.as_deref()).await?;
     let kv = Kv::from_arc(backend);
     let result = match &args.prefix {
         None => delete_keys(&kv, &args.keys).await,
-        Some(prefix) => delete_prefix(&kv, prefix, &args).await,
+        Some(prefix) => delete_prefix(&url, &kv, prefix, &args).await,
     };
     kv.close().await;
     result
@@ -454,21 +609,29 @@ async fn delete_keys(kv: &Kv, keys: &[Key]) -> anyhow::Result<()> {
     out.finish()
 }
 
-async fn delete_prefix(kv: &Kv, prefix: &Key, args: &Delete) -> anyhow::Result<()> {
+async fn delete_prefix(url: &str, kv: &Kv, prefix: &Key, args: &Delete) -> anyhow::Result<()> {
     let selector = Selector::prefix(prefix.clone());
     let mut out = Out::new();
+    let keys = Keys {
+        url,
+        backend: &**kv.backend(),
+        consistency: Consistency::Strong,
+    };
     if args.dry_run {
-        let mut entries = kv.list(
-            selector.clone(),
-            ListOptions::default().with_batch_size(1000),
-        );
         let mut n = 0u64;
-        while let Some(entry) = entries.next().await {
-            let entry = entry?;
-            if n < DRY_RUN_SHOWN as u64 && !out.line(&entry.key)? {
-                return Ok(());
+        let mut reading = true;
+        keys.walk(&selector, false, None, |key, _| {
+            let key = Key::decode(key)?;
+            if n < DRY_RUN_SHOWN as u64 && !out.line(&key)? {
+                reading = false;
+                return Ok(false);
             }
             n += 1;
+            Ok(true)
+        })
+        .await?;
+        if !reading {
+            return Ok(());
         }
         if n > DRY_RUN_SHOWN as u64 {
             out.line(format_args!("… and {} more", n - DRY_RUN_SHOWN as u64))?;
@@ -477,7 +640,7 @@ async fn delete_prefix(kv: &Kv, prefix: &Key, args: &Delete) -> anyhow::Result<(
         return out.finish();
     }
     if !args.yes && std::io::stdin().is_terminal() {
-        let n = count_range(kv, selector.clone(), Consistency::Strong).await?;
+        let n = keys.count(&selector).await?;
         eprint!("delete {n} keys under {prefix}? type yes to confirm: ");
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;

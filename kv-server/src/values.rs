@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use base64::Engine;
-use kv::{Key, KvEntry, KvValue};
+use kv::{Key, KvEntry, KvValue, Versionstamp};
 
 /// How `kv set` reads its VALUE.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,12 +68,14 @@ pub(crate) fn entry_json(
     let key_json = kv_v8::json::encode_key(key);
     Ok(match entry {
         None => format!(r#"{{"key":{key_json},"value":null,"versionstamp":null}}"#),
-        Some(e) if keys_only => {
-            format!(
-                r#"{{"key":{key_json},"versionstamp":"{}"}}"#,
-                e.versionstamp
-            )
-        }
+        Some(e) if keys_only => keys_only_json(key, e.versionstamp),
         Some(e) => kv_v8::json::encode_line(e, None)?.trim_end().to_owned(),
     })
+}
+
+/// A key and its versionstamp as kv-utils typed JSON, without a value:
+/// `{"key":[…],"versionstamp":"…"}`.
+pub(crate) fn keys_only_json(key: &Key, versionstamp: Versionstamp) -> String {
+    let key_json = kv_v8::json::encode_key(key);
+    format!(r#"{{"key":{key_json},"versionstamp":"{versionstamp}"}}"#)
 }

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use anyhow::Context;
 
-const TOKEN: &str = "data-cli-token-1234";
+pub(crate) const TOKEN: &str = "data-cli-token-1234";
 
 /// The pinned Deno that `cargo xtask tools` installs (or `KV_DENO`).
 fn deno() -> anyhow::Result<PathBuf> {
@@ -46,7 +46,7 @@ fn run_deno(mode: &str, db: &Path) -> anyhow::Result<()> {
 }
 
 /// `kv ARGS --db DB`, with the token for a server.
-fn kv(db: &str, args: &[&str]) -> anyhow::Result<Output> {
+pub(crate) fn kv(db: &str, args: &[&str]) -> anyhow::Result<Output> {
     Ok(Command::new(env!("CARGO_BIN_EXE_kv"))
         .args(args)
         .args(["--db", db])
@@ -75,9 +75,9 @@ fn fails(db: &str, args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// A `kv serve` over a SQLite file, stopped on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Server {
@@ -87,7 +87,7 @@ impl Drop for Server {
     }
 }
 
-fn serve(file: &Path) -> anyhow::Result<Server> {
+pub(crate) fn serve(file: &Path) -> anyhow::Result<Server> {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_kv"))
         .args(["serve", "--addr", "127.0.0.1:0", "--access-token", TOKEN])

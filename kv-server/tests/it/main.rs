@@ -4,6 +4,7 @@
 mod completions;
 mod data_cli;
 mod denokv_cli;
+mod keys_only_cli;
 mod queue_cli;
 mod serve_cli;
 mod systemd;
