@@ -43,6 +43,8 @@ mod client;
 mod convert;
 mod error;
 #[cfg(feature = "server")]
+mod prescan;
+#[cfg(feature = "server")]
 mod quickack;
 #[cfg(feature = "server")]
 mod server;

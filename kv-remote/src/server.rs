@@ -35,10 +35,11 @@ use tokio_rustls::rustls;
 use crate::error::{Kind, encode, message_of, response};
 use crate::quickack::QuickAck;
 use crate::wire::ReadOutputEncoder;
-use crate::{convert, proto};
+use crate::{convert, prescan, proto};
 
-/// Largest request body accepted (the protocol's own limits are far lower).
-const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+/// Largest request body accepted: the largest commit within the limits
+/// (917,000 bytes; see `prescan::MAX_REQUEST_BODY` for how).
+const DEFAULT_MAX_BODY: usize = prescan::MAX_REQUEST_BODY;
 /// How long metadata (and its token) stays valid.
 const METADATA_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Keep-alive interval of watch streams.
@@ -138,7 +139,8 @@ impl ServerConfig {
         Ok(self)
     }
 
-    /// Caps request bodies (default 4 MiB); larger ones get 413.
+    /// Caps request bodies (default 917,000 bytes, the largest commit the
+    /// limits allow); larger ones get 413.
     pub fn with_max_body_bytes(mut self, n: usize) -> Self {
         self.max_body_bytes = n;
         self
@@ -398,7 +400,32 @@ fn body_of(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Byte
     })
 }
 
-fn decode<M: Message + Default>(body: &[u8]) -> Result<M, ApiError> {
+/// A request message, with the counts of its repeated fields checked on
+/// its bytes before prost builds them (see `prescan`).
+trait Request: Message + Default {
+    fn prescan(body: &[u8]) -> kv_core::Result<()>;
+}
+
+impl Request for proto::SnapshotRead {
+    fn prescan(body: &[u8]) -> kv_core::Result<()> {
+        prescan::snapshot_read(body)
+    }
+}
+
+impl Request for proto::AtomicWrite {
+    fn prescan(body: &[u8]) -> kv_core::Result<()> {
+        prescan::atomic_write(body)
+    }
+}
+
+impl Request for proto::Watch {
+    fn prescan(body: &[u8]) -> kv_core::Result<()> {
+        prescan::watch(body)
+    }
+}
+
+fn decode<M: Request>(body: &[u8]) -> Result<M, ApiError> {
+    M::prescan(body)?;
     M::decode(body).map_err(|e| ApiError::bad_request(format!("Request protobuf is invalid: {e}.")))
 }
 

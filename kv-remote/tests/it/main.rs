@@ -8,6 +8,7 @@ mod codegen;
 mod keys_only;
 mod misconfigured;
 mod opaque_keys;
+mod oversized;
 mod queue;
 mod resilience;
 mod tls;
