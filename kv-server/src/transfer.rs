@@ -281,13 +281,42 @@ async fn write_entries(
     overwrite: bool,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<(u64, u64)> {
-    // Each set of a batch that keeps existing keys carries a check.
+    let batches = batches(entries, overwrite);
+    // Batches in flight at once, so that the backend's group commit makes
+    // one transaction (one fsync) of several. Only when no key repeats:
+    // then no two batches touch the same key and their order cannot matter.
+    let mut keys = std::collections::HashSet::with_capacity(entries.len());
+    let unique = entries.iter().all(|e| keys.insert(&e.key));
+    let in_flight = if unique { IMPORT_IN_FLIGHT } else { 1 };
+    let mut done = futures::stream::iter(batches)
+        .map(|batch| async move {
+            let counts = write_batch(kv, batch, overwrite).await;
+            progress.inc(batch.len() as u64);
+            counts
+        })
+        .buffered(in_flight);
+    let (mut written, mut kept) = (0u64, 0u64);
+    while let Some(counts) = done.next().await {
+        let (w, k) = counts?;
+        written += w;
+        kept += k;
+    }
+    Ok((written, kept))
+}
+
+/// Import batches in at most this many commits at once.
+const IMPORT_IN_FLIGHT: usize = 8;
+
+/// `entries` cut into batches within Deno's commit limits; a batch that
+/// keeps existing keys carries a check per key, so it holds at most
+/// `MAX_CHECKS`.
+fn batches(entries: &[Entry], overwrite: bool) -> Vec<&[Entry]> {
     let per_batch = if overwrite {
         kv::limits::MAX_MUTATIONS
     } else {
         kv::limits::MAX_CHECKS
     };
-    let (mut written, mut kept) = (0u64, 0u64);
+    let mut out = Vec::new();
     let mut start = 0;
     while start < entries.len() {
         let mut end = start;
@@ -305,31 +334,36 @@ async fn write_entries(
             key_bytes += key_len;
             end += 1;
         }
-        let batch = &entries[start..end];
-        let mut op = kv.atomic();
-        for e in batch {
-            if !overwrite {
-                op.check(e.key.clone(), None);
-            }
-            op.set(e.key.clone(), e.value.clone());
-        }
-        if op.commit().await?.is_ok() {
-            written += batch.len() as u64;
-        } else {
-            // Some key exists: write the batch key by key, keeping those.
-            for e in batch {
-                let mut op = kv.atomic();
-                op.check(e.key.clone(), None);
-                op.set(e.key.clone(), e.value.clone());
-                if op.commit().await?.is_ok() {
-                    written += 1;
-                } else {
-                    kept += 1;
-                }
-            }
-        }
-        progress.inc(batch.len() as u64);
+        out.push(&entries[start..end]);
         start = end;
+    }
+    out
+}
+
+/// Writes one batch in one commit; without `overwrite`, a batch that meets
+/// an existing key is written key by key, keeping those. Returns (written,
+/// kept).
+async fn write_batch(kv: &Kv, batch: &[Entry], overwrite: bool) -> anyhow::Result<(u64, u64)> {
+    let mut op = kv.atomic();
+    for e in batch {
+        if !overwrite {
+            op.check(e.key.clone(), None);
+        }
+        op.set(e.key.clone(), e.value.clone());
+    }
+    if op.commit().await?.is_ok() {
+        return Ok((batch.len() as u64, 0));
+    }
+    let (mut written, mut kept) = (0, 0);
+    for e in batch {
+        let mut op = kv.atomic();
+        op.check(e.key.clone(), None);
+        op.set(e.key.clone(), e.value.clone());
+        if op.commit().await?.is_ok() {
+            written += 1;
+        } else {
+            kept += 1;
+        }
     }
     Ok((written, kept))
 }

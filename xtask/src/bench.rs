@@ -33,7 +33,8 @@ const WORKLOADS: &[(&str, &str, &str, Option<f64>)] = &[
 
 const USAGE: &str = "usage: cargo xtask bench embedded [--workload NAME|all] [--only kv|deno] [--scale F] \
      [--kv-backend sqlite,redb,memory] [--write-doc] | bench server|queue|v8 [--scale F] [--write-doc] \
-     | bench scale [--sizes 10k,1M,10M] [--deno-sizes 10k,1M] [--kv-backend sqlite,redb] [--scale F] [--write-doc]";
+     | bench scale [--sizes 10k,1M,10M] [--deno-sizes 10k,1M] [--kv-backend sqlite,redb] [--scale F] [--write-doc] \
+     | bench cli [--keys N] [--deno-keys N] [--write-doc]";
 
 /// One workload's result from one driver.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,6 +88,7 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<()> {
         Some("queue") => crate::bench_more::queue(sh, &args[1..]),
         Some("v8") => crate::bench_more::v8(sh, &args[1..]),
         Some("scale") => crate::bench_scale::run(sh, &args[1..]),
+        Some("cli") => crate::bench_cli::run(sh, &args[1..]),
         _ => bail!("{USAGE}"),
     }
 }

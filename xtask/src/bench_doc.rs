@@ -20,7 +20,7 @@ pub(crate) const PATH: &str = "docs/benchmarks.md";
 
 /// Sections in the order the file keeps them; a target's first section is
 /// put before the sections of the targets after it.
-const TARGETS: &[&str] = &["embedded", "server", "queue", "v8", "scale"];
+const TARGETS: &[&str] = &["embedded", "server", "queue", "v8", "scale", "cli"];
 
 /// What a new file starts with, before any section.
 const INTRO: &str = "\
