@@ -43,11 +43,15 @@ mod client;
 mod convert;
 mod error;
 #[cfg(feature = "server")]
+mod log_limit;
+#[cfg(feature = "server")]
 mod prescan;
 #[cfg(feature = "server")]
 mod quickack;
 #[cfg(feature = "server")]
 mod server;
+#[cfg(all(test, feature = "server"))]
+mod test_log;
 #[cfg(feature = "client")]
 mod transport;
 mod wire;

@@ -33,9 +33,13 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
 use crate::error::{Kind, encode, message_of, response};
+use crate::log_limit::LogLimiter;
 use crate::quickack::QuickAck;
 use crate::wire::ReadOutputEncoder;
 use crate::{convert, prescan, proto};
+
+#[cfg(test)]
+mod tests;
 
 /// Largest request body accepted: the largest commit within the limits
 /// (917,000 bytes; see `prescan::MAX_REQUEST_BODY` for how).
@@ -44,6 +48,9 @@ const DEFAULT_MAX_BODY: usize = prescan::MAX_REQUEST_BODY;
 const METADATA_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Keep-alive interval of watch streams.
 const WATCH_PING: Duration = Duration::from_secs(5);
+/// A repeated warning (an accept error, a failed write) is logged once per
+/// interval, the next line counting those held back (see `log_limit`).
+const LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// Calls one HTTP/2 connection may have open at once. Deno's client sends
 /// every call of a `Deno.Kv` on one connection and each watch holds a
 /// stream, so hyper's default of 200 let an app watching 200 keys wait
@@ -165,6 +172,8 @@ struct AppState {
     backend: Arc<dyn Backend>,
     config: Arc<ServerConfig>,
     stop: tokio::sync::watch::Receiver<bool>,
+    /// Server faults, by what failed and the error kind.
+    faults: Arc<LogLimiter<(&'static str, &'static str)>>,
 }
 
 /// The HTTP routes, for embedding in another server. Watch streams end when
@@ -181,10 +190,12 @@ pub fn router(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
     let max_body = config.max_body_bytes;
+    let faults = LogLimiter::new(config.clock.clone(), LOG_INTERVAL, 64);
     let state = AppState {
         backend: Arc::new(QueueBackend::new(backend)),
         config: Arc::new(config),
         stop,
+        faults: Arc::new(faults),
     };
     Router::new()
         .route("/", post(metadata))
@@ -214,6 +225,10 @@ pub fn router(
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            log_faults,
+        ))
         .with_state(state)
 }
 
@@ -236,6 +251,35 @@ struct ApiError {
     status: StatusCode,
     kind: String,
     message: String,
+    /// What the log says of a server fault (the client is only told that
+    /// one happened).
+    fault: Option<Fault>,
+}
+
+/// A server fault behind an answer, carried to [`log_faults`] in the
+/// response's extensions, so that repeated ones are logged through one
+/// limiter whatever handler met them.
+#[derive(Clone)]
+struct Fault {
+    what: &'static str,
+    kind: &'static str,
+    detail: String,
+}
+
+/// Logs the server faults of answers, once per kind per [`LOG_INTERVAL`]:
+/// on a full disk every write fails, and each logged a line.
+async fn log_faults(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if let Some(fault) = response.extensions_mut().remove::<Fault>()
+        && let Some(repeats) = state.faults.admit((fault.what, fault.kind))
+    {
+        tracing::warn!(error = %fault.detail, "{}{repeats}", fault.what);
+    }
+    response
 }
 
 impl ApiError {
@@ -244,6 +288,7 @@ impl ApiError {
             status: kind.status(),
             kind: kind.name().to_owned(),
             message: message.into(),
+            fault: None,
         }
     }
 
@@ -259,20 +304,27 @@ impl ApiError {
 impl From<kv_core::Error> for ApiError {
     fn from(e: kv_core::Error) -> Self {
         let (status, kind) = encode(&e);
-        if status.is_server_error() {
-            tracing::warn!(error = %e, "request failed");
-        }
+        let fault = status.is_server_error().then(|| Fault {
+            what: "request failed",
+            kind: Kind::of(&e).name(),
+            detail: e.to_string(),
+        });
         ApiError {
             status,
             kind,
             message: message_of(&e),
+            fault,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        response(self.status, &self.kind, self.message)
+        let mut r = response(self.status, &self.kind, self.message);
+        if let Some(fault) = self.fault {
+            r.extensions_mut().insert(fault);
+        }
+        r
     }
 }
 
@@ -490,9 +542,13 @@ async fn write_impl(
     let backend = state.backend.clone();
     let outcome = tokio::spawn(async move { backend.atomic_write(write).await })
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "commit task failed");
-            ApiError::new(Kind::Internal, "An internal server error occurred.")
+        .map_err(|e| ApiError {
+            fault: Some(Fault {
+                what: "commit task failed",
+                kind: Kind::Internal.name(),
+                detail: e.to_string(),
+            }),
+            ..ApiError::new(Kind::Internal, "An internal server error occurred.")
         })??;
     Ok(protobuf(convert::write_output(outcome)))
 }
@@ -514,13 +570,19 @@ async fn watch_impl(
     let body = body_of(&state, body)?;
     let req: proto::Watch = decode(&body)?;
     let keys = convert::watch_request(req, system)?;
-    let updates = state.backend.watch(keys).map(|snapshot| match snapshot {
-        Ok(entries) => Ok(frame(&convert::watch_output(entries).encode_to_vec())),
-        Err(e) => {
-            tracing::warn!(error = %e, "watch failed");
-            Err(std::io::Error::other(e.to_string()))
-        }
-    });
+    let faults = state.faults.clone();
+    let updates = state
+        .backend
+        .watch(keys)
+        .map(move |snapshot| match snapshot {
+            Ok(entries) => Ok(frame(&convert::watch_output(entries).encode_to_vec())),
+            Err(e) => {
+                if let Some(repeats) = faults.admit(("watch failed", Kind::of(&e).name())) {
+                    tracing::warn!(error = %e, "watch failed{repeats}");
+                }
+                Err(std::io::Error::other(e.to_string()))
+            }
+        });
     let pings = futures::stream::unfold(
         tokio::time::interval(WATCH_PING),
         |mut interval| async move {
@@ -566,6 +628,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let tls = config.tls.clone().map(TlsAcceptor::from);
+    // Out of descriptors, accept fails as fast as it is retried.
+    let accept_errors = LogLimiter::new(config.clock.clone(), LOG_INTERVAL, 16);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = router(backend, config, stop_rx);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -578,7 +642,9 @@ pub async fn serve(
                 Ok(conn) => conn,
                 Err(e) => {
                     // Out of file descriptors and the like: keep serving.
-                    tracing::warn!(error = %e, "accept failed");
+                    if let Some(repeats) = accept_errors.admit(e.kind()) {
+                        tracing::warn!(error = %e, "accept failed{repeats}");
+                    }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
