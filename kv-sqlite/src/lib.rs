@@ -56,7 +56,15 @@
 //! # Ok::<(), kv_core::Error>(())
 //! # }).unwrap();
 //! ```
+//!
+//! # Backup and restore
+//!
+//! [`backup`] copies a live file as one snapshot while writers keep
+//! committing; [`restore`] puts a backup in place of a database no process
+//! has open, its commit counter moved forward so versionstamps keep
+//! increasing. A backup is a database file in this format.
 
+mod backup;
 mod checkpoint;
 mod error;
 mod reader;
@@ -74,6 +82,10 @@ use kv_core::backend::embedded::{Embedded, InlineRead, InlineReads};
 use kv_core::backend::{AtomicWrite, RawEntry, ReadBudget, ReadRange, ReadSink, WatchStream};
 use kv_core::{Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock};
 
+pub use crate::backup::{
+    BackupError, BackupInfo, BackupOptions, DEFAULT_BUMP, RestoreInfo, RestoreOptions, backup,
+    restore,
+};
 use crate::error::BACKEND;
 pub use crate::error::SqliteError;
 use crate::writer::{Storage, Writer};
