@@ -63,7 +63,16 @@
 //! # Ok::<(), kv_core::Error>(())
 //! # }).unwrap();
 //! ```
+//!
+//! # Backup and restore
+//!
+//! [`RedbBackend::backup`] copies the open database as one snapshot while
+//! writers keep committing, [`backup`] a file no process has open;
+//! [`restore`] puts a backup in place of a database no process has open,
+//! its commit counter moved forward so versionstamps keep increasing. A
+//! backup is a database file in this format.
 
+mod backup;
 mod error;
 #[cfg(test)]
 mod power_loss;
@@ -73,13 +82,17 @@ mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use kv_core::backend::embedded::{Embedded, InlineRead, InlineReads};
 use kv_core::backend::{AtomicWrite, RawEntry, ReadBudget, ReadRange, ReadSink, WatchStream};
 use kv_core::{Backend, Clock, CommitOutcome, Consistency, Error, Result, SystemClock};
 
+pub use crate::backup::{
+    BackupError, BackupInfo, BackupOptions, DEFAULT_BUMP, RestoreInfo, RestoreOptions, backup,
+    restore,
+};
 use crate::error::BACKEND;
 pub use crate::error::RedbError;
 use crate::writer::Writer;
@@ -188,6 +201,7 @@ impl RedbConfig {
         Ok(RedbBackend {
             shell,
             path: Arc::from(self.path),
+            db: Arc::downgrade(&db),
         })
     }
 }
@@ -200,6 +214,9 @@ impl RedbConfig {
 pub struct RedbBackend {
     shell: Embedded<Inline>,
     path: Arc<Path>,
+    /// The database, for [`RedbBackend::backup`]; weak, so that closing
+    /// still releases the file.
+    db: Weak<redb::Database>,
 }
 
 /// The database handle inline reads use; closing drops it, which is part
