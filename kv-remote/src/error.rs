@@ -52,6 +52,9 @@ pub(crate) enum Kind {
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
+    /// A peer over its budget of failed logins (with `Retry-After`); a
+    /// client reads it as `PermissionDenied`, which it is.
+    RateLimited,
 }
 
 /// A row of the table.
@@ -65,7 +68,7 @@ struct Row {
 
 impl Kind {
     /// Every kind.
-    pub(crate) const ALL: [Kind; 14] = [
+    pub(crate) const ALL: [Kind; 15] = [
         Kind::Limit,
         Kind::InvalidKey,
         Kind::InvalidVersionstamp,
@@ -80,6 +83,7 @@ impl Kind {
         Kind::NotFound,
         Kind::MethodNotAllowed,
         Kind::PayloadTooLarge,
+        Kind::RateLimited,
     ];
 
     /// The table (docs/kv-connect.md shows it too).
@@ -107,6 +111,7 @@ impl Kind {
             Kind::NotFound => row("not-found", S::NOT_FOUND, false),
             Kind::MethodNotAllowed => row("method-not-allowed", S::METHOD_NOT_ALLOWED, false),
             Kind::PayloadTooLarge => row("payload-too-large", S::PAYLOAD_TOO_LARGE, false),
+            Kind::RateLimited => row("rate-limited", S::TOO_MANY_REQUESTS, false),
         }
     }
 
@@ -169,6 +174,7 @@ impl Kind {
             Kind::PermissionDenied => {
                 Error::PermissionDenied(strip(message, "permission denied: "))
             }
+            Kind::RateLimited => Error::PermissionDenied(message),
             Kind::Unavailable => {
                 let backend = detail.unwrap_or("remote").to_owned();
                 let message = strip(message, &format!("{backend} is unavailable: "));
@@ -270,11 +276,10 @@ pub(crate) fn response(
     message: impl Into<String>,
 ) -> hyper::Response<axum::body::Body> {
     let message = message.into();
-    // An operator sees refused logins at the default level; other client
-    // mistakes only when asking for them (a busy server gets many).
-    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-        tracing::info!(status = status.as_u16(), kind, %message, "refused a request");
-    } else if status.is_client_error() {
+    // Client mistakes only when asked for (a busy server gets many).
+    // Refused logins are logged at the default level by the login guard,
+    // with the peer and at most a line per peer per 5 s.
+    if status.is_client_error() {
         tracing::debug!(status = status.as_u16(), kind, %message, "refused a request");
     }
     let mut r = hyper::Response::new(axum::body::Body::new(http_body_util::Full::from(message)));

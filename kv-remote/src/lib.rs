@@ -43,6 +43,8 @@ mod client;
 mod convert;
 mod error;
 #[cfg(feature = "server")]
+mod guard;
+#[cfg(feature = "server")]
 mod log_limit;
 #[cfg(feature = "server")]
 mod prescan;

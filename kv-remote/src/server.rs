@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,6 +33,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
 use crate::error::{Kind, encode, message_of, response};
+use crate::guard::{LoginGuard, Peer, Refusal};
 use crate::log_limit::LogLimiter;
 use crate::quickack::QuickAck;
 use crate::wire::ReadOutputEncoder;
@@ -174,6 +175,25 @@ struct AppState {
     stop: tokio::sync::watch::Receiver<bool>,
     /// Server faults, by what failed and the error kind.
     faults: Arc<LogLimiter<(&'static str, &'static str)>>,
+    /// Failed logins per peer.
+    logins: Arc<LoginGuard>,
+}
+
+tokio::task_local! {
+    /// The peer of the request being handled, for [`bearer`]: set by
+    /// [`with_peer`] from the connection's address.
+    static PEER: Peer;
+}
+
+/// Runs the request knowing its peer: the `ConnectInfo<SocketAddr>` that
+/// [`serve`] gives every request (as axum's
+/// `into_make_service_with_connect_info` does for a router embedded
+/// elsewhere). Without it a peer has no budget of failed logins.
+async fn with_peer(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(addr)) => PEER.scope(Peer::of(addr.ip()), next.run(request)).await,
+        None => next.run(request).await,
+    }
 }
 
 /// The HTTP routes, for embedding in another server. Watch streams end when
@@ -184,6 +204,10 @@ struct AppState {
 /// backend that already has the layer (as `kv::open_backend` returns them)
 /// is served unchanged: the outer layer turns every enqueue into mutations
 /// and the inner one sees none.
+///
+/// Failed logins are counted per peer (see `guard`) when requests carry
+/// their `ConnectInfo<SocketAddr>`, as [`serve`] gives them and axum's
+/// `into_make_service_with_connect_info` does.
 pub fn router(
     backend: Arc<dyn Backend>,
     config: ServerConfig,
@@ -191,11 +215,13 @@ pub fn router(
 ) -> Router {
     let max_body = config.max_body_bytes;
     let faults = LogLimiter::new(config.clock.clone(), LOG_INTERVAL, 64);
+    let logins = LoginGuard::new(config.clock.clone());
     let state = AppState {
         backend: Arc::new(QueueBackend::new(backend)),
         config: Arc::new(config),
         stop,
         faults: Arc::new(faults),
+        logins: Arc::new(logins),
     };
     Router::new()
         .route("/", post(metadata))
@@ -229,6 +255,7 @@ pub fn router(
             state.clone(),
             log_faults,
         ))
+        .layer(axum::middleware::from_fn(with_peer))
         .with_state(state)
 }
 
@@ -253,7 +280,9 @@ struct ApiError {
     message: String,
     /// What the log says of a server fault (the client is only told that
     /// one happened).
-    fault: Option<Fault>,
+    fault: Option<Box<Fault>>,
+    /// For a refusal that may be retried later: `Retry-After`, in seconds.
+    retry_after: Option<u64>,
 }
 
 /// A server fault behind an answer, carried to [`log_faults`] in the
@@ -289,6 +318,7 @@ impl ApiError {
             kind: kind.name().to_owned(),
             message: message.into(),
             fault: None,
+            retry_after: None,
         }
     }
 
@@ -299,21 +329,33 @@ impl ApiError {
     fn unauthorized(message: &str) -> Self {
         Self::new(Kind::PermissionDenied, message)
     }
+
+    fn rate_limited(wait: Duration) -> Self {
+        let secs = wait.as_secs_f64().ceil() as u64;
+        let message = format!("Too many failed logins from this address: try again in {secs} s.");
+        ApiError {
+            retry_after: Some(secs),
+            ..Self::new(Kind::RateLimited, message)
+        }
+    }
 }
 
 impl From<kv_core::Error> for ApiError {
     fn from(e: kv_core::Error) -> Self {
         let (status, kind) = encode(&e);
-        let fault = status.is_server_error().then(|| Fault {
-            what: "request failed",
-            kind: Kind::of(&e).name(),
-            detail: e.to_string(),
+        let fault = status.is_server_error().then(|| {
+            Box::new(Fault {
+                what: "request failed",
+                kind: Kind::of(&e).name(),
+                detail: e.to_string(),
+            })
         });
         ApiError {
             status,
             kind,
             message: message_of(&e),
             fault,
+            retry_after: None,
         }
     }
 }
@@ -322,7 +364,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = response(self.status, &self.kind, self.message);
         if let Some(fault) = self.fault {
-            r.extensions_mut().insert(fault);
+            r.extensions_mut().insert(*fault);
+        }
+        if let Some(secs) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, secs.into());
         }
         r
     }
@@ -332,17 +377,32 @@ impl IntoResponse for ApiError {
 /// split at the first space, the scheme `bearer` in any case, the token
 /// everything after that space. Nothing is trimmed, so a second space, a
 /// tab or trailing whitespace make a token that no configured one equals.
-fn bearer<'a>(config: &ServerConfig, headers: &'a HeaderMap) -> Result<&'a str, ApiError> {
-    let (scheme, token) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .ok_or_else(|| {
-            ApiError::unauthorized("Malformed authorization header: expected 'Bearer <token>'.")
+///
+/// Each refusal counts against the peer's budget of failed logins, and a
+/// peer over it is refused with 429 before its token is looked at (see
+/// `guard`).
+fn bearer<'a>(state: &AppState, headers: &'a HeaderMap) -> Result<&'a str, ApiError> {
+    let mut token = "";
+    let peer = PEER.try_with(|peer| *peer).ok();
+    let check = || {
+        let (scheme, given) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .ok_or("Malformed authorization header: expected 'Bearer <token>'.")?;
+        if !scheme.eq_ignore_ascii_case("bearer") || !state.config.token_ok(given) {
+            return Err("Invalid access token.");
+        }
+        token = given;
+        Ok(())
+    };
+    state
+        .logins
+        .login(peer, check)
+        .map_err(|refusal| match refusal {
+            Refusal::Failed(message) => ApiError::unauthorized(message),
+            Refusal::Throttled(wait) => ApiError::rate_limited(wait),
         })?;
-    if !scheme.eq_ignore_ascii_case("bearer") || !config.token_ok(token) {
-        return Err(ApiError::unauthorized("Invalid access token."));
-    }
     Ok(token)
 }
 
@@ -374,7 +434,7 @@ async fn metadata(
             "The server could not negotiate a protocol version. The server supports protocol versions 1, 2 and 3.",
         )
     })?;
-    let token = bearer(&state.config, &headers)?.to_owned();
+    let token = bearer(&state, &headers)?.to_owned();
     let endpoint = if version == 1 {
         // Version 1 clients need an absolute URL.
         let host = uri.authority().map(|a| a.to_string()).or_else(|| {
@@ -429,7 +489,7 @@ fn data_path(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
             ));
         }
     };
-    bearer(&state.config, headers)?;
+    bearer(state, headers)?;
     match id.and_then(|id| uuid::Uuid::parse_str(id).ok()) {
         Some(id) if id == state.config.database_id => Ok(()),
         _ => Err(ApiError::bad_request("Invalid database id.")),
@@ -543,11 +603,11 @@ async fn write_impl(
     let outcome = tokio::spawn(async move { backend.atomic_write(write).await })
         .await
         .map_err(|e| ApiError {
-            fault: Some(Fault {
+            fault: Some(Box::new(Fault {
                 what: "commit task failed",
                 kind: Kind::Internal.name(),
                 detail: e.to_string(),
-            }),
+            })),
             ..ApiError::new(Kind::Internal, "An internal server error occurred.")
         })??;
     Ok(protobuf(convert::write_output(outcome)))
@@ -654,6 +714,11 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let stream = QuickAck::new(stream);
         let service = TowerToHyperService::new(app.clone());
+        // Every request knows its connection's address (see `with_peer`).
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            hyper::service::Service::call(&service, request)
+        });
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();

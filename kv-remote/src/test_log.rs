@@ -9,10 +9,18 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
 
 /// Runs `f` with the lines it logs on this thread collected.
+///
+/// tracing caches per call site whether anyone listens, and a call site
+/// first reached on a thread without a subscriber may be cached as "no":
+/// every test reaching the call sites a test captures must run under
+/// `capture` too.
 pub(crate) fn capture<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let subscriber = Capture(lines.clone());
-    let out = tracing::subscriber::with_default(subscriber, f);
+    let out = tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
+        f()
+    });
     let lines = std::mem::take(&mut *lines.lock().unwrap_or_else(PoisonError::into_inner));
     (out, lines)
 }

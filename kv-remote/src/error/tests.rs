@@ -64,14 +64,16 @@ fn every_error_round_trips() {
 }
 
 /// Every row decodes to an error of its own kind and status (the HTTP
-/// layer's refusals to `InvalidArgument`), and every row but those is
-/// reached by some `kv_core::Error`.
+/// layer's refusals to `InvalidArgument`, a peer over its budget of failed
+/// logins to `PermissionDenied`), and every row but those is reached by
+/// some `kv_core::Error`.
 #[test]
 fn every_kind_decodes_to_itself() {
     let http_layer = [
         Kind::NotFound,
         Kind::MethodNotAllowed,
         Kind::PayloadTooLarge,
+        Kind::RateLimited,
     ];
     let names: BTreeSet<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
     assert_eq!(names.len(), Kind::ALL.len(), "names are unique");
@@ -86,10 +88,10 @@ fn every_kind_decodes_to_itself() {
             "why".into(),
             "http://kv.invalid/",
         );
-        let expected = if http_layer.contains(&kind) {
-            Kind::InvalidArgument
-        } else {
-            kind
+        let expected = match kind {
+            Kind::RateLimited => Kind::PermissionDenied,
+            _ if http_layer.contains(&kind) => Kind::InvalidArgument,
+            _ => kind,
         };
         assert_eq!(Kind::of(&e), expected, "{kind:?} decoded as {e:?}");
         if !http_layer.contains(&kind) {

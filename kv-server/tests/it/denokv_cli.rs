@@ -254,7 +254,8 @@ async fn token_lists_are_trimmed_and_path_conflicts_with_backend() -> anyhow::Re
     Ok(())
 }
 
-/// A refused login is logged at the default level, so an operator sees it.
+/// A refused login is logged at the default level with the peer's
+/// address, so an operator sees it and who tried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_token_is_logged() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -286,7 +287,7 @@ async fn a_wrong_token_is_logged() -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&log)?;
     assert!(
         text.lines()
-            .any(|l| l.contains("refused a request") && l.contains("401")),
+            .any(|l| l.contains("login failed") && l.contains("peer=127.0.0.1")),
         "{text}"
     );
     Ok(())
