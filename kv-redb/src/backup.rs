@@ -419,9 +419,13 @@ fn open_error(path: &Path, e: DatabaseError) -> BackupError {
         {
             BackupError::io("cannot open", path, e)
         }
+        DatabaseError::Storage(StorageError::Io(_)) => BackupError::NotKv {
+            path: path.to_owned(),
+            reason: "not a redb file".into(),
+        },
         DatabaseError::Storage(_) | DatabaseError::UpgradeRequired(_) => BackupError::NotKv {
             path: path.to_owned(),
-            reason: format!("not a redb database ({e})"),
+            reason: e.to_string(),
         },
         e => BackupError::Redb {
             path: path.to_owned(),
