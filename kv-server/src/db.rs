@@ -102,7 +102,7 @@ async fn open_remote(url: &str) -> anyhow::Result<Option<Arc<dyn kv::Backend>>> 
 /// A `--db` value: a URL of a known form, or something that reads as a
 /// path. A bare word such as `memory` is neither: refused, so that a
 /// forgotten colon does not create a database file named `memory`.
-fn parse_db(value: &str) -> Result<String, String> {
+pub(crate) fn parse_db(value: &str) -> Result<String, String> {
     const SCHEMES: [&str; 6] = [
         "memory:", "sqlite:", "redb:", "http://", "https://", "etcd://",
     ];

@@ -4,6 +4,7 @@
 //! `kv serve` with no arguments serves `./kv.sqlite3` on `127.0.0.1:4512`
 //! and prints the URL and an access token.
 
+mod backup;
 mod data;
 mod db;
 mod queue;
@@ -62,6 +63,12 @@ enum Command {
     /// Write the entries of a kv-utils NDJSON file (kv export's or
     /// kv-utils').
     Import(transfer::Import),
+    /// Copy a SQLite or redb database, live, into a backup file of its
+    /// own format (one consistent snapshot).
+    Backup(backup::Backup),
+    /// Put a backup in place of a database no process has open, moving
+    /// its commit counter forward so versionstamps keep increasing.
+    Restore(backup::Restore),
     /// List the queue messages stored in a database (one JSON line each);
     /// a SQLite file is opened read-only.
     Queue(queue::Queue),
@@ -159,6 +166,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Watch(args) => data::watch(args, cli.sqlite_path).await.map(|()| None),
             Command::Export(args) => transfer::export(args, cli.sqlite_path).await.map(|()| None),
             Command::Import(args) => transfer::import(args, cli.sqlite_path).await.map(|()| None),
+            Command::Backup(args) => backup::backup(args).await.map(|()| None),
+            Command::Restore(args) => backup::restore(args).await.map(|()| None),
             Command::Queue(args) => queue::queue(args, cli.sqlite_path).await.map(|()| None),
             Command::Listen(args) => queue::listen(args, cli.sqlite_path).await.map(|()| None),
             Command::Completions(args) => completions(args.shell).map(|()| None),

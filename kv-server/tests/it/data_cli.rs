@@ -10,7 +10,7 @@ use anyhow::Context;
 pub(crate) const TOKEN: &str = "data-cli-token-1234";
 
 /// The pinned Deno that `cargo xtask tools` installs (or `KV_DENO`).
-fn deno() -> anyhow::Result<PathBuf> {
+pub(crate) fn deno() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os("KV_DENO") {
         return Ok(PathBuf::from(p));
     }
@@ -26,7 +26,7 @@ fn deno() -> anyhow::Result<PathBuf> {
     )
 }
 
-fn run_deno(mode: &str, db: &Path) -> anyhow::Result<()> {
+pub(crate) fn run_deno(mode: &str, db: &Path) -> anyhow::Result<()> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/deno/cli_values.ts");
     let out = Command::new(deno()?)
         .args(["run", "-A", "--unstable-kv"])

@@ -1,6 +1,7 @@
 //! Integration tests of the `kv` binary, run as a process: one test binary
 //! with a module per area.
 
+mod backup_cli;
 mod completions;
 mod data_cli;
 mod denokv_cli;
