@@ -369,3 +369,43 @@ fn values_set_on_the_command_line_read_back_in_deno() -> anyhow::Result<()> {
     )?;
     run_deno("typed", &file)
 }
+
+/// `kv watch` prints a line for the current state, then one per change,
+/// until it is interrupted.
+#[test]
+fn watch_prints_a_line_per_change() -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("kv.sqlite3");
+    let db = file.to_str().context("utf-8")?;
+    ok(db, &["set", "w/a", "1"])?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kv"))
+        .args(["watch", "w/a", "w/b", "--db", db])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().context("piped")?;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut next = || -> anyhow::Result<serde_json::Value> {
+        let line = lines.next().context("kv watch ended")??;
+        Ok(serde_json::from_str(&line)?)
+    };
+    let first = next()?;
+    assert_eq!(first[0]["value"]["value"], 1.0, "{first}");
+    assert!(first[1]["versionstamp"].is_null(), "{first}");
+    ok(db, &["set", "w/b", "2"])?;
+    let second = next()?;
+    assert_eq!(second[1]["value"]["value"], 2.0, "{second}");
+    ok(db, &["delete", "w/a"])?;
+    let third = next()?;
+    assert!(third[0]["versionstamp"].is_null(), "{third}");
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    let status = child.wait()?;
+    assert!(
+        status.success(),
+        "kv watch exits cleanly on Ctrl-C: {status}"
+    );
+    Ok(())
+}
