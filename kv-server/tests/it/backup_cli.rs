@@ -102,7 +102,13 @@ impl Drop for Server {
 fn serve(db: &str) -> anyhow::Result<Server> {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_kv"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--access-token", "backup-cli-token"])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--access-token",
+            "backup-cli-token",
+        ])
         .args(["--db", db])
         .env_remove("KV_DB")
         .stdout(Stdio::piped())
