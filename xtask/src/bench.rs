@@ -34,7 +34,7 @@ const WORKLOADS: &[(&str, &str, &str, Option<f64>)] = &[
 const USAGE: &str = "usage: cargo xtask bench embedded [--workload NAME|all] [--only kv|deno] [--scale F] \
      [--kv-backend sqlite,redb,memory] [--write-doc] | bench server|queue|v8 [--scale F] [--write-doc] \
      | bench scale [--sizes 10k,1M,10M] [--deno-sizes 10k,1M] [--kv-backend sqlite,redb] [--scale F] [--write-doc] \
-     | bench cli [--keys N] [--deno-keys N] [--write-doc]";
+     | bench cli [--keys N] [--deno-keys N] [--backup-mb N] [--write-doc]";
 
 /// One workload's result from one driver.
 #[derive(Clone, Debug, PartialEq)]

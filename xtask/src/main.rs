@@ -56,9 +56,9 @@ commands:
                               get, set and list latency and file size per key as the data
                               grows, on SQLite, redb and Deno KV (each bench target writes
                               its section of docs/benchmarks.md; --write-doc for partial runs)
-  bench cli [--keys N] [--deno-keys N]
+  bench cli [--keys N] [--deno-keys N] [--backup-mb N]
                               kv export and kv import of 1 M keys on SQLite, beside a Deno
-                              program doing the same the kv-utils way
+                              program doing the same the kv-utils way; kv backup of 1 GB
   etcd [ARGS..]               start a 3-member etcd cluster on loopback ports, run the
                               conformance suite's etcd target on it, stop it; then
                               `etcd consistency` on a fresh cluster
