@@ -51,16 +51,8 @@ impl DbArgs {
         &self,
         sqlite_path: Option<&Path>,
     ) -> anyhow::Result<(String, Arc<dyn kv::Backend>)> {
-        let url = self.url(sqlite_path);
-        if let Some(remote) = open_remote(&url).await? {
-            return Ok((url, remote));
-        }
-        let backend = kv::OpenOptions::new()
-            .with_must_exist(true)
-            .open_backend(&url)
+        self.open_with(sqlite_path, kv::OpenOptions::new().with_must_exist(true))
             .await
-            .with_context(|| format!("cannot open {url}"))?;
-        Ok((url, backend))
     }
 
     /// Opens (creating a missing file) the database for a command that
@@ -69,11 +61,19 @@ impl DbArgs {
         &self,
         sqlite_path: Option<&Path>,
     ) -> anyhow::Result<(String, Arc<dyn kv::Backend>)> {
+        self.open_with(sqlite_path, kv::OpenOptions::new()).await
+    }
+
+    async fn open_with(
+        &self,
+        sqlite_path: Option<&Path>,
+        options: kv::OpenOptions,
+    ) -> anyhow::Result<(String, Arc<dyn kv::Backend>)> {
         let url = self.url(sqlite_path);
         if let Some(remote) = open_remote(&url).await? {
             return Ok((url, remote));
         }
-        let backend = kv::OpenOptions::new()
+        let backend = options
             .open_backend(&url)
             .await
             .with_context(|| format!("cannot open {url}"))?;
